@@ -1,0 +1,290 @@
+"""Data sets as whole tensors: train/val/test splits of float32 inputs and int64 labels.
+
+Everything is loaded in one go (no per-sample Python): images become (N, C, H, W) float32
+in [0, 1]; the gaussian set is (N, D). `load_data(cfg)` returns CPU tensors; `Splits.to`
+moves them to the device once, after which batches are slices.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torchvision
+from hydra.utils import to_absolute_path
+from torch import Tensor
+
+from trainlab.errors import ConfigError
+
+DEBIAN_FASHION_MNIST = Path(
+    "/usr/share/datasets/fashion-mnist"
+)  # apt-get install dataset-fashion-mnist
+DEFAULT_ROOT = (
+    "data"  # torchvision's layout below it: data/MNIST/raw, data/cifar-10-batches-py, ...
+)
+
+
+@dataclass
+class Splits:
+    """x: float32, images (N, C, H, W) in [0, 1] or features (N, D); y: int64 (N,)."""
+
+    train_x: Tensor
+    train_y: Tensor
+    val_x: Tensor
+    val_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
+    num_classes: int
+    in_shape: tuple[int, ...]  # one example, e.g. (1, 28, 28) or (500,)
+
+    def to(self, device: torch.device | str) -> Splits:
+        """A copy with every tensor on `device`."""
+        moved = {
+            f.name: getattr(self, f.name).to(device)
+            for f in fields(self)
+            if f.name.endswith(("_x", "_y"))
+        }
+        return replace(self, **moved)
+
+
+class _Raw(NamedTuple):
+    """What a loader returns: the official (or held-out) train and test splits."""
+
+    train_x: Tensor
+    train_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
+    num_classes: int
+
+
+def load_data(cfg: Any) -> Splits:
+    """Load the data set `cfg.name` (a DataConf node) and split it; CPU tensors."""
+    _check_ranges(cfg)
+    if cfg.name not in LOADERS:
+        raise ConfigError(
+            f"data.name={cfg.name!r} is not a data set; choose one of {sorted(LOADERS)}"
+        )
+    gen = torch.Generator().manual_seed(cfg.split_seed)  # the split is a property of the data
+    raw = LOADERS[cfg.name](cfg, gen)
+    train_x, train_y, val_x, val_y = _split(raw.train_x, raw.train_y, cfg.val_fraction, gen)
+    if cfg.subset is not None:
+        if cfg.subset > len(train_x):
+            raise ConfigError(
+                f"data.subset={cfg.subset} is out of range: allowed [1, {len(train_x)}] (training examples after the val split)"
+            )
+        train_x, train_y = (
+            train_x[: cfg.subset],
+            train_y[: cfg.subset],
+        )  # already shuffled by _split
+    return Splits(
+        train_x, train_y, val_x, val_y, raw.test_x, raw.test_y,
+        num_classes=raw.num_classes, in_shape=tuple(train_x.shape[1:]),
+    )  # fmt: skip
+
+
+def _check_ranges(cfg: Any) -> None:
+    """Range checks with one-line messages naming the key, the value and what is allowed."""
+    if not 0.0 <= cfg.val_fraction < 1.0:
+        raise ConfigError(f"data.val_fraction={cfg.val_fraction} is out of range: allowed [0, 1)")
+    if not 0.0 < cfg.test_fraction < 1.0:
+        raise ConfigError(f"data.test_fraction={cfg.test_fraction} is out of range: allowed (0, 1)")
+    if cfg.subset is not None and cfg.subset < 1:
+        raise ConfigError(
+            f"data.subset={cfg.subset} is out of range: allowed >= 1 (or null for all)"
+        )
+
+
+def _split(x: Tensor, y: Tensor, fraction: float, gen: torch.Generator) -> tuple[Tensor, ...]:
+    """Shuffle with `gen`, hold out round(fraction * N): (rest_x, rest_y, held_x, held_y)."""
+    perm = torch.randperm(len(x), generator=gen)
+    held, rest = perm[: round(fraction * len(x))], perm[round(fraction * len(x)) :]
+    return x[rest], y[rest], x[held], y[held]  # fraction 0: held is (0, ...), shapes intact
+
+
+def _images(u8: Tensor | np.ndarray) -> Tensor:
+    """uint8 (N, C, H, W) -> float32 in [0, 1]."""
+    return torch.as_tensor(u8).contiguous().to(torch.float32).div_(255.0)
+
+
+def _labels(y: Any) -> Tensor:
+    return torch.as_tensor(np.asarray(y), dtype=torch.int64)
+
+
+def _root(cfg: Any) -> Path:
+    """cfg.root (or ./data) made absolute against the launch directory, even if Hydra chdir'ed."""
+    return Path(to_absolute_path(cfg.root if cfg.root is not None else DEFAULT_ROOT))
+
+
+# --- digits and gaussian: no official test split ------------------------------------------
+
+
+def _load_digits(cfg: Any, gen: torch.Generator) -> _Raw:
+    """sklearn's 8x8 digits (1797 examples, bundled: no download); pixel values 0..16."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.as_tensor(digits.images, dtype=torch.float32).div_(16.0).unsqueeze(1)  # (N, 1, 8, 8)
+    train_x, train_y, test_x, test_y = _split(x, _labels(digits.target), cfg.test_fraction, gen)
+    return _Raw(train_x, train_y, test_x, test_y, num_classes=10)
+
+
+def _load_gaussian(cfg: Any, gen: torch.Generator) -> _Raw:
+    """Unit-gaussian features with random labels: the set-up of initialisation studies."""
+    if cfg.num_examples < 2 or cfg.features < 1 or cfg.num_classes < 2:
+        raise ConfigError(
+            f"data.num_examples={cfg.num_examples}, data.features={cfg.features}, data.num_classes={cfg.num_classes}: "
+            "allowed num_examples >= 2, features >= 1, num_classes >= 2"
+        )
+    x = torch.randn(cfg.num_examples, cfg.features, generator=gen)  # (N, D)
+    y = torch.randint(0, cfg.num_classes, (cfg.num_examples,), generator=gen)
+    train_x, train_y, test_x, test_y = _split(x, y, cfg.test_fraction, gen)
+    return _Raw(train_x, train_y, test_x, test_y, num_classes=cfg.num_classes)
+
+
+# --- Fashion-MNIST: IDX files read with numpy ----------------------------------------------
+
+IDX_FILES = {  # split -> IDX base name; a file may also be gzipped (name + ".gz")
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
+
+
+def read_idx(path: Path | str, ndim: int) -> np.ndarray:
+    """Read a uint8 IDX file (gzipped or not): magic 0x0000_08_<ndim>, then ndim big-endian uint32 sizes."""
+    path = Path(path)
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+        raw = f.read()
+    magic = int.from_bytes(raw[:4], "big")
+    if magic != 0x0800 + ndim:
+        raise ValueError(
+            f"{path}: bad IDX magic number {magic:#010x}, expected {0x0800 + ndim:#010x}"
+        )
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise ValueError(f"{path}: {data.size} bytes of data for dims {dims}")
+    return data.reshape(dims).copy()  # writable, so torch.from_numpy does not warn
+
+
+def _idx_path(folder: Path, name: str) -> Path | None:
+    """folder/name, else folder/name.gz, else None."""
+    return next((p for p in (folder / name, folder / f"{name}.gz") if p.is_file()), None)
+
+
+def _find_idx_folder(folders: list[Path]) -> Path | None:
+    """The first folder holding all four IDX files."""
+    return next((d for d in folders if all(_idx_path(d, n) for n in IDX_FILES.values())), None)
+
+
+def _fashion_folders(cfg: Any) -> list[Path]:
+    """Search order: data.root (flat, then torchvision's FashionMNIST/raw); else Debian's, then ./data."""
+    if cfg.root is not None:
+        return [_root(cfg), _root(cfg) / "FashionMNIST" / "raw"]
+    return [DEBIAN_FASHION_MNIST, _root(cfg) / "FashionMNIST" / "raw"]
+
+
+def _load_fashion_mnist(cfg: Any, gen: torch.Generator) -> _Raw:
+    """Fashion-MNIST 28x28 grey images, 60000 train / 10000 test."""
+    folders = _fashion_folders(cfg)
+    folder = _find_idx_folder(folders)
+    if folder is None and cfg.download:
+        torchvision.datasets.FashionMNIST(
+            str(_root(cfg)), download=True
+        )  # -> root/FashionMNIST/raw
+        folder = _find_idx_folder(folders)
+    if folder is None:
+        raise ConfigError(
+            f"data.root={cfg.root!r}: no Fashion-MNIST IDX files in {', '.join(map(str, folders))}; "
+            "install them with `apt-get install dataset-fashion-mnist`, point data.root at them, "
+            "or set data.download=true to fetch them with torchvision (needs a network)"
+        )
+    read = {
+        k: read_idx(_idx_path(folder, name), ndim=3 if k.endswith("x") else 1)
+        for k, name in IDX_FILES.items()
+    }
+    return _Raw(
+        _images(read["train_x"][:, None]), _labels(read["train_y"]),
+        _images(read["test_x"][:, None]), _labels(read["test_y"]), num_classes=10,
+    )  # fmt: skip
+
+
+# --- torchvision data sets ----------------------------------------------------------------
+
+
+class _FilesExist:
+    """Load CIFAR when its files exist, without torchvision's md5 check of each file.
+
+    torchvision's CIFAR classes hash every batch file (180 MB) on every load, and their md5
+    check makes small test files impossible. Downloads still verify the archive's md5
+    (`download_and_extract_archive(..., md5=tgz_md5)`), which is where corruption happens.
+    """
+
+    root: str
+    base_folder: str
+    train_list: list[list[str]]
+    test_list: list[list[str]]
+
+    def _check_integrity(self) -> bool:
+        folder = Path(self.root) / self.base_folder
+        return all((folder / name).is_file() for name, _ in self.train_list + self.test_list)
+
+
+class _CIFAR10(_FilesExist, torchvision.datasets.CIFAR10):
+    meta = {**torchvision.datasets.CIFAR10.meta, "md5": None}  # check_integrity(path, None): exists
+
+
+class _CIFAR100(_FilesExist, torchvision.datasets.CIFAR100):
+    meta = {**torchvision.datasets.CIFAR100.meta, "md5": None}
+
+
+def _torchvision_split(dataset_cls: type, cfg: Any, train: bool) -> Any:
+    """dataset_cls(root, train, download), a missing data set reported as a ConfigError."""
+    try:
+        return dataset_cls(str(_root(cfg)), train=train, download=cfg.download)
+    except RuntimeError as err:  # "Dataset not found ..."; download errors pass when download=true
+        if cfg.download:
+            raise
+        raise ConfigError(
+            f"data.root={cfg.root!r}: {dataset_cls.__name__.lstrip('_')} not found under {_root(cfg)}; "
+            "point data.root at the folder holding it, or set data.download=true (needs a network)"
+        ) from err
+
+
+def _load_mnist(cfg: Any, gen: torch.Generator) -> _Raw:
+    """MNIST via torchvision: raw IDX files under root/MNIST/raw; .data is uint8 (N, 28, 28)."""
+    train, test = (_torchvision_split(torchvision.datasets.MNIST, cfg, t) for t in (True, False))
+    return _Raw(
+        _images(train.data[:, None]), _labels(train.targets),
+        _images(test.data[:, None]), _labels(test.targets), num_classes=10,
+    )  # fmt: skip
+
+
+def _cifar_loader(dataset_cls: type, num_classes: int) -> Callable[[Any, torch.Generator], _Raw]:
+    """A loader for a CIFAR class; .data is uint8 (N, 32, 32, 3), .targets a list of ints."""
+
+    def load(cfg: Any, gen: torch.Generator) -> _Raw:
+        train, test = (_torchvision_split(dataset_cls, cfg, t) for t in (True, False))
+        return _Raw(
+            _images(train.data.transpose(0, 3, 1, 2)), _labels(train.targets),
+            _images(test.data.transpose(0, 3, 1, 2)), _labels(test.targets), num_classes=num_classes,
+        )  # fmt: skip
+
+    return load
+
+
+# data.name -> loader(cfg, split generator); the names are those of conf/data/*.yaml
+LOADERS: dict[str, Callable[[Any, torch.Generator], _Raw]] = {
+    "digits": _load_digits,
+    "gaussian": _load_gaussian,
+    "fashion_mnist": _load_fashion_mnist,
+    "mnist": _load_mnist,
+    "cifar10": _cifar_loader(_CIFAR10, num_classes=10),
+    "cifar100": _cifar_loader(_CIFAR100, num_classes=100),
+}
