@@ -1,0 +1,121 @@
+"""Entry point only: `trainlab train|probe [hydra overrides]`, `trainlab compare SWEEP_DIR`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from trainlab.errors import ConfigError
+from trainlab.schema import register_configs
+
+log = logging.getLogger("trainlab")
+USAGE = """usage: trainlab COMMAND [ARGS]
+
+commands:
+  train [OVERRIDES]      train one configuration; -m OVERRIDES runs a Hydra multirun sweep
+  probe [OVERRIDES]      one batch forward/backward at initialisation: the per-layer table
+  compare SWEEP_DIR      the verdict of a sweep: table, plots, claims
+
+Overrides are Hydra's: trainlab train activation=gelu init=kaiming_normal optimizer.lr=0.01
+`trainlab train --help` lists every config group and its options; `--cfg job` prints the config.
+"""
+
+
+def conf_dir() -> str:
+    """conf/ ships inside the wheel as trainlab/conf; a source checkout has it at the top."""
+    packaged = Path(__file__).resolve().parent / "conf"
+    return str(packaged if packaged.is_dir() else packaged.parent.parent / "conf")
+
+
+def run_name(override_dirname: str, seed: int) -> str:
+    """A job's directory and TensorBoard run name: the overrides, then the seed last."""
+    return f"{override_dirname or 'default'}/seed={seed}"
+
+
+if not OmegaConf.has_resolver("tl_run_name"):
+    OmegaConf.register_new_resolver("tl_run_name", run_name)
+register_configs()
+
+
+def _job(task, cfg: DictConfig) -> None:
+    """Run a task in Hydra's output dir; a bad value is one line, and a sweep goes on."""
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    try:
+        task(cfg, hc.runtime.output_dir)
+    except ConfigError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"trainlab: error: {err}", file=sys.stderr)
+        if not multirun:
+            sys.exit(2)
+    except Exception:
+        if not multirun:
+            raise
+        log.exception("job failed (recorded in summary.json); the sweep goes on")
+
+
+def _train_task(cfg: DictConfig, run_dir: str) -> None:
+    from trainlab.train import train
+
+    if HydraConfig.get().mode == RunMode.MULTIRUN and cfg.threads is None:
+        cfg.threads = _threads_per_job()
+    train(cfg, run_dir)
+
+
+def _probe_task(cfg: DictConfig, run_dir: str) -> None:
+    from trainlab.probe import probe
+
+    probe(cfg, run_dir)
+
+
+def _threads_per_job() -> int:
+    """Parallel launchers share the cores: torch threads per job = cores / parallel jobs."""
+    launcher = HydraConfig.get().launcher
+    n_jobs = launcher.get("n_jobs") or launcher.get("tasks_per_node") or 1
+    if n_jobs < 0:  # joblib: -1 means one job per core
+        return 1
+    return max(1, (os.cpu_count() or 1) // n_jobs)
+
+
+def _hydra_command(task, name: str, args: list[str]) -> None:
+    @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="config")
+    def command(cfg: DictConfig) -> None:
+        _job(task, cfg)
+
+    sys.argv = [f"trainlab {name}", *args]
+    command()
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
+    cmd, args = argv[0], argv[1:]
+    if cmd == "train":
+        _hydra_command(_train_task, cmd, args)
+    elif cmd == "probe":
+        _hydra_command(_probe_task, cmd, args)
+    elif cmd == "compare":
+        from trainlab.compare import run_compare
+
+        if len(args) != 1 or args[0].startswith("-"):
+            print("usage: trainlab compare SWEEP_DIR", file=sys.stderr)
+            sys.exit(2)
+        sys.exit(run_compare(args[0]))
+    else:
+        print(f"trainlab: error: unknown command {cmd!r}: allowed are train, probe, compare",
+              file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
