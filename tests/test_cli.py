@@ -1,0 +1,107 @@
+"""The console script, run for real in subprocesses; the wheel carries conf/."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["data.subset=64", "trainer.epochs=1", "model.width=8", "model.depth=1"]
+
+
+def run(args: list[str], cwd: Path, exe: list[str] | None = None, **env) -> subprocess.CompletedProcess:
+    exe = exe or [shutil.which("trainlab") or "trainlab"]
+    return subprocess.run([*exe, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **env})
+
+
+def summaries(root: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(root.rglob("summary.json"))]
+
+
+def test_console_script_trains_into_outputs(tmp_path):
+    proc = run(["train", *TINY, "activation=gelu"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (summary,) = summaries(tmp_path / "outputs" / "runs")
+    assert summary["status"] == "completed"
+    assert summary["choices"]["activation"] == "gelu"
+    run_dir = next((tmp_path / "outputs" / "runs").rglob("summary.json")).parent
+    assert run_dir.name == "seed=0" and run_dir.parent.name.endswith("activation=gelu")
+    assert (run_dir / ".hydra" / "config.yaml").exists()
+    assert (run_dir / "checkpoint.pt").exists()
+
+
+def test_python_dash_m_and_help(tmp_path):
+    proc = run(["--help"], tmp_path, exe=[sys.executable, "-m", "trainlab"])
+    assert proc.returncode == 0 and "compare" in proc.stdout
+    proc = run(["train", "--help"], tmp_path, exe=[sys.executable, "-m", "trainlab"])
+    assert proc.returncode == 0 and "activation: " in proc.stdout
+
+
+@pytest.mark.parametrize(("override", "key"), [
+    ("regularizer.p=1.5", "regularizer.p"), ("model.depth=0", "model.depth"),
+    ("optimizer.lr=0", "optimizer.lr"), ("trainer.batch_size=0", "trainer.batch_size"),
+    ("data=fashion_mnist data.root=/nonexistent", "data.root"),
+])
+def test_bad_value_is_one_line_and_exit_2(tmp_path, override, key):
+    proc = run(["train", *TINY, *override.split()], tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and key in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_full_error_shows_the_traceback(tmp_path):
+    proc = run(["train", *TINY, "regularizer.p=1.5"], tmp_path, HYDRA_FULL_ERROR="1")
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_type_error_and_unknown_option_are_hydras_messages(tmp_path):
+    proc = run(["train", "trainer.epochs=abc"], tmp_path)
+    assert proc.returncode != 0 and "trainer.epochs" in proc.stderr
+    proc = run(["train", "optimizer=adamx"], tmp_path)
+    assert proc.returncode != 0 and "adamw" in proc.stderr  # lists the valid options
+
+
+def test_unknown_command(tmp_path):
+    proc = run(["fly"], tmp_path)
+    assert proc.returncode == 2 and "train, probe, compare" in proc.stderr
+
+
+def test_multirun_sweep_one_dir_per_job(tmp_path):
+    proc = run(["train", "-m", *TINY, "activation=relu,tanh", "seed=0,1"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    jobs = sorted(p.parent.relative_to(tmp_path / "outputs" / "sweeps")
+                  for p in (tmp_path / "outputs" / "sweeps").rglob("summary.json"))
+    assert [str(j).split("/", 1)[1] for j in jobs] == [
+        "activation=relu/seed=0", "activation=relu/seed=1",
+        "activation=tanh/seed=0", "activation=tanh/seed=1"]
+    assert all(s["status"] == "completed" for s in summaries(tmp_path / "outputs"))
+
+
+def test_wheel_ships_conf_and_runs_from_another_directory(tmp_path):
+    """A non-editable install (the wheel) must find its configs without the source tree."""
+    wheel_dir = tmp_path / "wheel"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheel_dir),
+                    str(ROOT)], check=True, capture_output=True, timeout=300)
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, system_site_packages=True, with_pip=True)  # torch etc. from the system
+    py = env_dir / "bin" / "python"
+    (wheel,) = wheel_dir.glob("trainlab-*.whl")
+    subprocess.run([py, "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True,
+                   capture_output=True, timeout=300)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    where = subprocess.run([py, "-c", "import trainlab.cli as c; print(c.__file__, c.conf_dir())"],
+                           cwd=work, capture_output=True, text=True, check=True).stdout
+    assert str(env_dir) in where and str(ROOT) not in where
+    proc = run(["train", *TINY], work, exe=[str(env_dir / "bin" / "trainlab")])
+    assert proc.returncode == 0, proc.stderr
+    assert summaries(work / "outputs")[0]["status"] == "completed"
