@@ -27,5 +27,5 @@ class CompareOnMultirunEnd(Callback):
             code = run_compare(sweep_dir)
             if code != 0:
                 log.warning("trainlab compare %s exited with code %d", sweep_dir, code)
-        except Exception:  # noqa: BLE001 -- the jobs' results matter more than the comparison
+        except Exception:  # the jobs' results matter more than their comparison
             log.exception("trainlab compare failed at the end of the multirun")

@@ -1,0 +1,294 @@
+"""compare on sweep directories built from constructed summaries (no training)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from trainlab.callbacks import CompareOnMultirunEnd
+from trainlab.compare import compare, is_log_spaced, parse_override, run_compare
+
+T_975_DF2 = 4.302652729749464  # Student t quantile 0.975, 2 degrees of freedom
+
+
+def make_job(
+    sweep: Path,
+    overrides: list[str],
+    summary: dict | None = None,
+    history: dict | None = None,
+    experiment: dict | None = None,
+    name: str | None = None,
+) -> Path:
+    """A job directory as `trainlab train -m` writes it."""
+    seeds = [o for o in overrides if o.startswith("seed=")]
+    rest = ",".join(o for o in overrides if not o.startswith(("seed=", "+experiment")))
+    job = sweep / (name or f"{rest or 'default'}/{seeds[0] if seeds else 'seed=0'}")
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (job / ".hydra" / "config.yaml").write_text(
+        yaml.safe_dump({"seed": 0, "experiment": experiment})
+    )
+    if summary is not None:
+        (job / "summary.json").write_text(json.dumps(summary))
+    if history is not None:
+        (job / "history.json").write_text(json.dumps(history))
+    return job
+
+
+def summary(val_acc: float, status: str = "completed", **extra) -> dict:
+    base = {
+        "status": status, "val_acc": val_acc, "best_val_acc": val_acc + 0.01,
+        "test_acc": val_acc - 0.01, "train_loss": 1 - val_acc, "steps_to_target": 100,
+        "seconds_to_target": 1.0, "wall_time_s": 5.0, "target_train_error": 0.25,
+        "choices": {"data": "digits"}, "metrics": {},
+    }  # fmt: skip
+    return base | extra
+
+
+def history(val_accs: list[float], steps_per_epoch: int = 10) -> dict:
+    epochs = [
+        {"epoch": e + 1, "step": (e + 1) * steps_per_epoch, "train_loss": 1 - a, "train_acc": a,
+         "val_loss": 1.5 - a, "val_acc": a, "lr": 0.1, "time_s": 1.0}
+        for e, a in enumerate(val_accs)
+    ]  # fmt: skip
+    return {"epochs": epochs, "steps": []}
+
+
+VALS = {"relu": [0.90, 0.92, 0.94], "tanh": [0.80, 0.83, 0.81]}
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    """2 activations x 3 seeds, with histories."""
+    for act, vals in VALS.items():
+        for seed, v in enumerate(vals):
+            make_job(
+                tmp_path,
+                [f"activation={act}", f"seed={seed}", "+experiment=activations"],
+                summary(v, seed=seed),
+                history([v - 0.2, v - 0.1, v]),
+            )
+    return tmp_path
+
+
+def test_groups_across_seeds_with_numpy_statistics(sweep: Path) -> None:
+    result = compare(sweep)
+    assert [g.label for g in result.groups] == ["activation=relu", "activation=tanh"]  # ranked
+    for g in result.groups:
+        vals = np.array(VALS[g.params["activation"]])
+        st = g.stat("val_acc")
+        half = T_975_DF2 * vals.std(ddof=1) / math.sqrt(3)
+        assert (g.n, st.n) == (3, 3)
+        assert st.mean == pytest.approx(vals.mean())
+        assert st.std == pytest.approx(vals.std(ddof=1))
+        assert (st.lo, st.hi) == pytest.approx((vals.mean() - half, vals.mean() + half))
+
+
+def test_ranking_follows_experiment_rank_by(tmp_path: Path) -> None:
+    exp = {"name": "speed", "rank_by": "steps_to_target"}
+    steps = {"a": [50, 60], "b": [10, 20], "c": [5, None], "d": [None, None]}
+    for name, ss in steps.items():
+        for seed, s in enumerate(ss):
+            make_job(
+                tmp_path,
+                [f"x={name}", f"seed={seed}"],
+                summary(0.9, steps_to_target=s),
+                experiment=exp,
+            )
+    result = compare(tmp_path)
+    # fewer steps first; a seed that never reached the target ranks below every group that always did
+    assert [g.params["x"] for g in result.groups] == ["b", "a", "c", "d"]
+    md = (tmp_path / "comparison.md").read_text()
+    assert "1/2 never" in md and "never (2/2)" in md
+
+
+def test_writes_markdown_csv_plots_and_tensorboard(sweep: Path) -> None:
+    assert run_compare(str(sweep)) == 0
+    md = (sweep / "comparison.md").read_text()
+    assert "activation=relu" in md and "± " in md and "95%" in md
+    rows = list(csv.DictReader((sweep / "comparison.csv").open()))
+    assert [r["group"] for r in rows] == ["activation=relu", "activation=tanh"]
+    assert float(rows[0]["val_acc_mean"]) == pytest.approx(np.mean(VALS["relu"]))
+    assert rows[0]["n"] == "3" and rows[0]["activation"] == "relu"
+    for name in ("curves_val_acc.png", "curves_train_loss.png"):
+        assert (sweep / "plots" / name).stat().st_size > 1000
+    assert json.loads((sweep / "claims.json").read_text()) == []
+
+
+def test_tensorboard_mean_runs_read_back(sweep: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    compare(sweep)
+    compare(sweep)  # a rerun replaces the runs, never duplicates them
+    run = sweep / "_compare" / "activation=relu"
+    vals = np.array(VALS["relu"])
+    expected = {"mean": vals.mean(), "mean+std": vals.mean() + vals.std(ddof=1)}
+    expected["mean-std"] = vals.mean() - vals.std(ddof=1)
+    for name, want in expected.items():
+        assert len(list((run / name).glob("events.out.tfevents.*"))) == 1
+        acc = EventAccumulator(str(run / name), size_guidance={"scalars": 0})
+        acc.Reload()
+        assert {"val/acc", "val/loss", "train/loss", "train/acc"} <= set(acc.Tags()["scalars"])
+        events = acc.Scalars("val/acc")
+        assert [e.step for e in events] == [10, 20, 30]  # the jobs' step axis
+        assert events[-1].value == pytest.approx(want, abs=1e-6)
+
+
+def test_numeric_sweep_plot_with_log_axis(tmp_path: Path) -> None:
+    for lr in ("0.001", "0.01", "0.1"):
+        for norm in ("none", "batch"):
+            for seed in range(2):
+                make_job(
+                    tmp_path,
+                    [f"optimizer.lr={lr}", f"norm={norm}", f"seed={seed}"],
+                    summary(0.5 + seed / 10),
+                )
+    result = compare(tmp_path)
+    assert len(result.groups) == 6
+    assert (tmp_path / "plots" / "val_acc_vs_optimizer.lr.png").is_file()
+    assert not list((tmp_path / "plots").glob("*_vs_norm.png"))  # not numeric
+
+
+def test_is_log_spaced() -> None:
+    assert is_log_spaced([0.001, 0.01, 0.1])
+    assert is_log_spaced([1, 2, 4, 8])
+    assert is_log_spaced([0.001, 0.1])
+    assert not is_log_spaced([1, 2, 3])
+    assert not is_log_spaced([0, 1, 10, 100])
+    assert not is_log_spaced([0.1, 0.2])
+
+
+def test_parse_override() -> None:
+    assert parse_override("+optimizer.lr=0.01") == ("optimizer.lr", "0.01")
+    assert parse_override("++a=b=c") == ("a", "b=c")
+    assert parse_override("~norm") == ("norm", "~")
+
+
+def test_seed_experiment_hydra_and_run_name_exclusions_do_not_group(tmp_path: Path) -> None:
+    for seed in range(3):
+        job = make_job(
+            tmp_path,
+            [
+                "+experiment=x",
+                f"seed={seed}",
+                "hydra/launcher=joblib",
+                "hydra.launcher.n_jobs=2",
+                f"threads={seed}",
+            ],
+            summary(0.9),
+            name=f"j{seed}",
+        )
+        hydra = {
+            "hydra": {
+                "job": {"config": {"override_dirname": {"exclude_keys": ["seed", "threads"]}}}
+            }
+        }
+        (job / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(hydra))
+    result = compare(tmp_path)
+    assert [(g.label, g.n) for g in result.groups] == [("default", 3)]
+
+
+def test_failed_diverged_missing_and_corrupt_jobs_are_reported(tmp_path: Path, capsys) -> None:
+    make_job(tmp_path, ["activation=relu", "seed=0"], summary(0.9))
+    make_job(tmp_path, ["activation=relu", "seed=1"], summary(0.8))
+    make_job(
+        tmp_path,
+        ["activation=relu", "seed=2"],
+        {"status": "diverged", "error": "loss is nan", "diverged_at_step": 37, "val_acc": 0.1},
+    )
+    make_job(
+        tmp_path, ["activation=relu", "seed=3"], {"status": "failed", "error": "RuntimeError: boom"}
+    )
+    make_job(tmp_path, ["activation=relu", "seed=4"], None)  # killed
+    bad = make_job(tmp_path, ["activation=relu", "seed=5"], None)
+    (bad / "summary.json").write_text('{"status": "compl')  # killed while writing
+    lst = make_job(tmp_path, ["activation=relu", "seed=6"], None)
+    (lst / "summary.json").write_text("[1, 2]")
+    (lst / "history.json").write_text("not json")
+    assert run_compare(str(tmp_path)) == 0
+    (g,) = compare(tmp_path).groups
+    assert (g.n, g.count("diverged"), g.count("failed"), g.count("missing")) == (3, 1, 1, 3)
+    assert g.stat("val_acc").mean == pytest.approx(
+        (0.9 + 0.8 + 0.1) / 3
+    )  # a divergence is a result
+    assert g.stat("train_loss").n == 2  # the diverged job has no train_loss
+    md = (tmp_path / "comparison.md").read_text()
+    for text in (
+        "diverged at step 37: loss is nan",
+        "RuntimeError: boom",
+        "no summary.json",
+        "unreadable summary.json",
+    ):
+        assert text in md
+    assert "not an object" in md
+    out = capsys.readouterr().out
+    assert "diverged at step 37" in out and "RuntimeError: boom" in out
+    row = next(csv.DictReader((tmp_path / "comparison.csv").open()))
+    assert (row["diverged"], row["failed"], row["missing"]) == ("1", "1", "3")
+
+
+def test_all_jobs_missing_summaries_do_not_crash(tmp_path: Path) -> None:
+    make_job(tmp_path, ["activation=relu", "seed=0"], None)
+    make_job(tmp_path, ["activation=tanh", "seed=0"], None)
+    assert run_compare(str(tmp_path)) == 0
+    assert (tmp_path / "comparison.md").is_file()
+
+
+@pytest.mark.parametrize("which", ["nonexistent", "empty"])
+def test_bad_sweep_dir_exits_2_with_one_line(tmp_path: Path, capsys, which: str) -> None:
+    path = tmp_path / "nope" if which == "nonexistent" else tmp_path
+    assert run_compare(str(path)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err
+
+
+def test_claims_from_experiment_config(tmp_path: Path, capsys) -> None:
+    exp = {
+        "name": "activations",
+        "description": "every activation",
+        "claims": [
+            {"text": "relu beats tanh", "kind": "compare", "metric": "val_acc",
+             "a": {"activation": "relu"}, "op": "higher", "b": {"activation": "tanh"}},
+            {"text": "tanh above 0.95", "kind": "threshold", "metric": "val_acc",
+             "where": {"activation": "tanh"}, "op": "above", "value": 0.95},
+        ],
+    }  # fmt: skip
+    for act, vals in VALS.items():
+        for seed, v in enumerate(vals):
+            make_job(
+                tmp_path,
+                [f"activation={act}", f"seed={seed}", "+experiment=activations"],
+                summary(v),
+                experiment=exp,
+            )
+    assert run_compare(str(tmp_path)) == 0
+    claims = json.loads((tmp_path / "claims.json").read_text())
+    assert [c["verdict"] for c in claims] == ["confirmed", "refuted"]
+    assert claims[0]["numbers"][0]["a"]["n"] == 3
+    out = capsys.readouterr().out
+    assert "[CONFIRMED] relu beats tanh" in out and "[REFUTED] tanh above 0.95" in out
+    md = (tmp_path / "comparison.md").read_text()
+    assert "# Comparison: activations" in md and "**refuted**" in md
+
+
+def test_callback_runs_compare_and_never_raises(sweep: Path, tmp_path: Path, monkeypatch) -> None:
+    callback = CompareOnMultirunEnd()
+    callback.on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    assert (sweep / "comparison.md").is_file()
+    callback.on_multirun_end(
+        OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "nope")}}})
+    )
+    callback.on_multirun_end(OmegaConf.create({}))  # no hydra node at all
+
+    def broken(_: str) -> int:
+        raise RuntimeError("compare is broken")
+
+    monkeypatch.setattr("trainlab.compare.run_compare", broken)
+    callback.on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
