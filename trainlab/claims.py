@@ -187,19 +187,30 @@ def fmt_stat(st: Stat, interval: bool = True) -> str:
         return "–"
     if st.finite == 0:
         return f"never ({st.never}/{st.n})"
-    text = fmt_num(st.mean)
+    num = _fmt_like(st.std, st.mean) if st.finite >= 2 else fmt_num
+    text = num(st.mean)
     if st.finite >= 2:
-        text += f" ± {fmt_num(st.std)}"
+        text += f" ± {num(st.std) if st.std else 0}"
         if interval:
-            text += f" [95% {fmt_num(st.lo)}, {fmt_num(st.hi)}]"
+            text += f" [95% {num(st.lo)}, {num(st.hi)}]"
     if st.never:
         text += f", {st.never}/{st.n} never"
     return text
 
 
+def _fmt_like(std: float, mean: float) -> Callable[[float], str]:
+    """Fixed decimals down to the std's second significant digit: '141.3 ± 9.7', '0.913 ± 0.015'."""
+    if not (std > 0 and math.isfinite(std)) or not 1e-3 <= abs(mean) < 1e6:
+        return fmt_num
+    decimals = min(max(1 - math.floor(math.log10(std)), 0), 6)
+    return lambda x: f"{x:.{decimals}f}"
+
+
 def stat_numbers(st: Stat) -> dict[str, Any]:
-    """A Stat as JSON-safe numbers (infinities as the strings 'inf'/'-inf', NaN as null)."""
-    return {k: _json_num(getattr(st, k)) for k in ("n", "mean", "std", "lo", "hi", "never")}
+    """A Stat as JSON-safe numbers (infinities as the strings 'inf'/'-inf', NaN as null);
+    lo/hi: the t-interval over finite values; interval: what the verdict used (never = +inf)."""
+    nums = {k: _json_num(getattr(st, k)) for k in ("n", "mean", "std", "lo", "hi", "never")}
+    return nums | {"interval": [_json_num(x) for x in st.bounds()]}
 
 
 def _json_num(x: float | int) -> float | int | str | None:

@@ -530,12 +530,13 @@ def plot_curves(result: Comparison, key: str, plot_dir: Path) -> Path | None:
             [m - s for m, s in zip(mean, std, strict=True)],
             [m + s for m, s in zip(mean, std, strict=True)],
         )
-        ax.plot(epochs, mean, color=color, label=f"{g.label} (n={max(n)})")
+        ax.plot(epochs, mean, color=color, label=f"{_legend_label(g, result.groups)} (n={max(n)})")
         ax.fill_between(epochs, lo, hi, color=color, alpha=0.2, linewidth=0)
         drawn += 1
     if not drawn:
         return None
     ax.set(xlabel="epoch", ylabel=key, title=f"{key}: mean ± std over seeds")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     _legend(fig, ax, drawn)
     return _save(fig, plot_dir / f"curves_{key}.png")
@@ -548,6 +549,13 @@ def _legend(fig, ax, entries: int) -> None:
         fig.legend(fontsize="small", loc="outside right upper")
     else:
         ax.legend(fontsize="small")
+
+
+def _legend_label(group: Group, groups: Sequence[Group]) -> str:
+    """The group's label without the overrides every group shares."""
+    common = {k: v for k, v in group.params.items() if all(g.params.get(k) == v for g in groups)}
+    rest = {k: v for k, v in group.params.items() if k not in common}
+    return group_label(rest) if rest else group.label
 
 
 def _save(fig, path: Path) -> Path:

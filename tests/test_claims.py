@@ -1,0 +1,379 @@
+"""Claim verdicts on constructed groups: every kind confirmed, refuted and inconclusive."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainlab.claims import (
+    CONFIRMED,
+    INCONCLUSIVE,
+    REFUTED,
+    check_claim,
+    describe,
+    evaluate_claim,
+    metric_value,
+    t_quantile,
+)
+from trainlab.compare import Group, Job, compare, group_label
+
+# Student t 0.975 quantiles (two-sided 95%), from statistical tables
+T_TABLE = {
+    1: 12.7062,
+    2: 4.3027,
+    3: 3.1824,
+    4: 2.7764,
+    5: 2.5706,
+    9: 2.2622,
+    29: 2.0452,
+    120: 1.9799,
+}
+
+
+def group(params: dict[str, str], summaries: list[dict], choices: dict | None = None) -> Group:
+    jobs = [
+        Job(
+            Path("."),
+            params,
+            str(i),
+            s.get("status", "completed"),
+            summary={"choices": choices or {}, **s},
+        )
+        for i, s in enumerate(summaries)
+    ]
+    shared = choices or {}
+    return Group(group_label(params), params, jobs, {k: str(v) for k, v in shared.items()})
+
+
+def seeds(metric: str, values: list, **params: str) -> Group:
+    """A group of one job per value of `metric` (dotted paths build nested dicts)."""
+    summaries = []
+    for v in values:
+        node = s = {}
+        *parents, leaf = metric.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = v
+        summaries.append(s)
+    return group(params, summaries)
+
+
+# ---------------------------------------------------------------- statistics
+
+
+@pytest.mark.parametrize("df", sorted(T_TABLE))
+def test_t_quantile_matches_tables(df: int) -> None:
+    assert t_quantile(0.975, df) == pytest.approx(T_TABLE[df], abs=1e-4)
+
+
+def test_t_quantile_matches_scipy() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    for df in (1, 2, 3, 7, 10, 50, 300):
+        for p in (0.9, 0.975, 0.995):
+            assert t_quantile(p, df) == pytest.approx(stats.t.ppf(p, df), rel=1e-9)
+
+
+def test_describe_matches_numpy() -> None:
+    vals = np.array([0.91, 0.87, 0.95, 0.90])
+    st = describe([*vals, None, math.nan])
+    half = t_quantile(0.975, 3) * vals.std(ddof=1) / 2
+    assert (st.n, st.missing, st.never) == (4, 2, 0)
+    assert st.mean == pytest.approx(vals.mean()) and st.std == pytest.approx(vals.std(ddof=1))
+    assert (st.lo, st.hi) == pytest.approx((vals.mean() - half, vals.mean() + half))
+
+
+def test_never_reached_counts_as_infinity() -> None:
+    assert metric_value({"steps_to_target": None}, "steps_to_target") == math.inf
+    assert metric_value({}, "steps_to_target") is None  # absent: no measurement, not "never"
+    assert metric_value({"val_acc": None}, "val_acc") is None
+    st = describe([100, 120, math.inf])
+    assert (st.n, st.never, st.finite) == (3, 1, 2)
+    assert st.bounds()[1] == math.inf and math.isfinite(st.bounds()[0])
+    assert describe([math.inf, math.inf]).bounds() == (math.inf, math.inf)
+
+
+def test_metric_paths_and_derived() -> None:
+    s = {"metrics": {"dead_fraction_max": 0.25}, "train_acc": 0.9, "val_acc": 0.7}
+    assert metric_value(s, "metrics.dead_fraction_max") == 0.25
+    assert metric_value(s, "metrics.nope") is None
+    assert metric_value(s, "acc_gap") == pytest.approx(0.2)
+    assert metric_value(s, "train_error") == pytest.approx(0.1)
+
+
+# ---------------------------------------------------------------- compare claims
+
+FASTER = {
+    "text": "relu reaches the target in at least 2x fewer steps than tanh",
+    "kind": "compare", "metric": "steps_to_target", "op": "lower", "factor": 2,
+    "a": {"activation": "relu"}, "b": {"activation": "tanh"},
+}  # fmt: skip
+
+
+def steps(relu: list, tanh: list, **other: str) -> list[Group]:
+    return [
+        seeds("steps_to_target", relu, activation="relu", **other),
+        seeds("steps_to_target", tanh, activation="tanh", **other),
+    ]
+
+
+def test_compare_confirmed_with_ratio() -> None:
+    r = evaluate_claim(FASTER, steps([130, 140, 150], [600, 610, 620]))
+    assert r.verdict == CONFIRMED
+    assert "activation=relu 140" in r.detail and "ratio 4.4" in r.detail and "95%" in r.detail
+    assert r.numbers[0]["a"]["n"] == 3 and r.numbers[0]["b"]["mean"] == pytest.approx(610)
+
+
+def test_compare_refuted_when_intervals_separate_the_wrong_way() -> None:
+    r = evaluate_claim(FASTER, steps([400, 410, 420], [600, 610, 620]))  # faster, but not 2x
+    assert r.verdict == REFUTED
+
+
+def test_compare_inconclusive_on_overlap_and_on_too_few_seeds() -> None:
+    overlap = evaluate_claim(FASTER, steps([100, 300, 500], [600, 700, 800]))
+    assert overlap.verdict == INCONCLUSIVE and "overlap" in overlap.detail
+    few = evaluate_claim(FASTER, steps([10], [600, 610, 620]))
+    assert few.verdict == INCONCLUSIVE and "too few seeds" in few.detail
+    missing = evaluate_claim(FASTER, steps([10, 20], [600, 610])[:1])
+    assert missing.verdict == INCONCLUSIVE and "no group matches b" in missing.detail
+
+
+def test_compare_never_reached_is_worse_than_any_number() -> None:
+    assert evaluate_claim(FASTER, steps([130, 150], [None, None])).verdict == CONFIRMED
+    assert evaluate_claim(FASTER, steps([None, None], [600, 610])).verdict == REFUTED
+    assert evaluate_claim(FASTER, steps([130, 150, None], [600, 610])).verdict == INCONCLUSIVE
+    both = evaluate_claim(FASTER, steps([None, None], [None, None]))
+    assert both.verdict == INCONCLUSIVE and "never (2/2)" in both.detail
+
+
+def test_compare_higher_with_margin() -> None:
+    claim = {
+        "kind": "compare",
+        "metric": "val_acc",
+        "a": {"norm": "batch"},
+        "op": "higher",
+        "b": {"norm": "none"},
+    }
+    groups = [
+        seeds("val_acc", [0.90, 0.91, 0.92], norm="batch"),
+        seeds("val_acc", [0.80, 0.81, 0.82], norm="none"),
+    ]
+    assert evaluate_claim(claim, groups).verdict == CONFIRMED
+    assert "difference 0.10" in evaluate_claim(claim, groups).detail
+    assert evaluate_claim({**claim, "margin": 0.2}, groups).verdict == REFUTED
+
+
+def test_compare_pairs_share_the_other_overrides() -> None:
+    groups = steps([100, 101, 102], [600, 601, 602], **{"optimizer.lr": "0.01"})
+    groups += steps([100, 101, 102], [150, 151, 152], **{"optimizer.lr": "0.1"})  # not 2x at 0.1
+    r = evaluate_claim(FASTER, groups)
+    assert r.verdict == REFUTED and len(r.numbers) == 2  # two pairs, never relu@0.01 vs tanh@0.1
+    assert [n["verdict"] for n in r.numbers] == [CONFIRMED, REFUTED]
+    assert "optimizer.lr=0.01: " in r.detail and "1 confirmed, 1 refuted" in r.detail
+    assert evaluate_claim({**FASTER, "require": "any"}, groups).verdict == CONFIRMED
+
+
+def test_selectors_match_numbers_lists_and_choices() -> None:
+    groups = [
+        group(
+            {"optimizer.lr": "1e-2"},
+            [{"val_acc": 0.9}, {"val_acc": 0.91}],
+            choices={"data": "digits"},
+        ),
+        group(
+            {"optimizer.lr": "0.1"},
+            [{"val_acc": 0.5}, {"val_acc": 0.51}],
+            choices={"data": "digits"},
+        ),
+    ]
+    claim = {
+        "kind": "compare",
+        "metric": "val_acc",
+        "op": "higher",
+        "a": {"optimizer.lr": 0.01},
+        "b": {"optimizer.lr": [0.1, 1.0]},
+    }
+    assert evaluate_claim(claim, groups).verdict == CONFIRMED
+    by_choice = {
+        "kind": "threshold",
+        "metric": "val_acc",
+        "where": {"data": "digits"},
+        "op": ">",
+        "value": 0.1,
+    }
+    r = evaluate_claim(by_choice, groups)
+    assert r.verdict == CONFIRMED and len(r.numbers) == 2
+
+
+# ---------------------------------------------------------------- threshold claims
+
+ABOVE = {
+    "text": "BN keeps val acc above 0.8",
+    "kind": "threshold",
+    "metric": "val_acc",
+    "where": {"norm": "batch"},
+    "op": "above",
+    "value": 0.8,
+}
+
+
+@pytest.mark.parametrize(
+    "values, verdict, why",
+    [
+        ([0.90, 0.91, 0.92], CONFIRMED, ""),
+        ([0.50, 0.52, 0.51], REFUTED, ""),
+        ([0.70, 0.85, 0.95], INCONCLUSIVE, "interval contains the threshold"),
+        ([0.95], INCONCLUSIVE, "too few seeds"),
+    ],
+)
+def test_threshold(values: list, verdict: str, why: str) -> None:
+    r = evaluate_claim(
+        ABOVE, [seeds("val_acc", values, norm="batch"), seeds("val_acc", [0.1, 0.1], norm="none")]
+    )
+    assert r.verdict == verdict and why in r.detail
+    assert len(r.numbers) == 1  # norm=none is not selected
+
+
+def test_threshold_across_init_scales_any_refuted_refutes() -> None:
+    groups = [
+        seeds("val_acc", vals, norm="batch", **{"init.std": s})
+        for s, vals in (("0.01", [0.9, 0.91]), ("1.0", [0.3, 0.31]))
+    ]
+    assert evaluate_claim(ABOVE, groups).verdict == REFUTED
+
+
+def test_threshold_below_with_never() -> None:
+    claim = {
+        "kind": "threshold",
+        "metric": "steps_to_target",
+        "where": {},
+        "op": "below",
+        "value": 500,
+    }
+    assert evaluate_claim(claim, [seeds("steps_to_target", [100, 120])]).verdict == CONFIRMED
+    assert evaluate_claim(claim, [seeds("steps_to_target", [100, None])]).verdict == INCONCLUSIVE
+    assert evaluate_claim(claim, [seeds("steps_to_target", [None, None])]).verdict == REFUTED
+
+
+# ---------------------------------------------------------------- all_jobs claims
+
+IDENTICAL = {
+    "text": "zero init leaves every unit identical",
+    "kind": "all_jobs",
+    "metric": "metrics.unit_max_diff",
+    "where": {"init": "zeros"},
+    "op": "<",
+    "value": 1e-6,
+}
+
+
+@pytest.mark.parametrize(
+    "values, verdict, why",
+    [
+        ([0.0, 1e-9, 0.0], CONFIRMED, "3/3 jobs < 1.00e-06"),
+        ([0.0, 0.3, 0.0], REFUTED, "2/3 jobs"),
+        ([0.0], INCONCLUSIVE, "too few seeds"),
+        ([0.0, 0.0, None], INCONCLUSIVE, "without a value"),
+    ],
+)
+def test_all_jobs(values: list, verdict: str, why: str) -> None:
+    r = evaluate_claim(IDENTICAL, [seeds("metrics.unit_max_diff", values, init="zeros")])
+    assert r.verdict == verdict and why in r.detail
+
+
+def test_all_jobs_never_fails_an_upper_bound() -> None:
+    claim = {
+        "kind": "all_jobs",
+        "metric": "steps_to_target",
+        "where": {},
+        "op": "<=",
+        "value": 1000,
+    }
+    assert evaluate_claim(claim, [seeds("steps_to_target", [10, None])]).verdict == REFUTED
+
+
+# ---------------------------------------------------------------- schema
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"kind": "vibes", "metric": "x"}, "kind must be one of"),
+        ({"kind": "compare", "metric": "x", "a": {}, "op": "lower"}, "needs 'b'"),
+        (
+            {"kind": "threshold", "metric": "x", "where": {}, "op": "sideways", "value": 1},
+            "op must be",
+        ),
+        (
+            {"kind": "all_jobs", "metric": "x", "where": {}, "op": "lower-ish", "value": 1},
+            "op must be",
+        ),
+        (
+            {"kind": "threshold", "metric": "x", "where": "relu", "op": "<", "value": 1},
+            "must be a mapping",
+        ),
+        (
+            {"kind": "compare", "metric": "x", "a": {}, "b": {}, "op": "<", "factor": 0},
+            "factor must be > 0",
+        ),
+    ],
+)
+def test_check_claim_rejects_malformed(bad: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        check_claim(bad)
+    r = evaluate_claim(bad, [])
+    assert r.verdict == INCONCLUSIVE and r.detail.startswith("invalid claim")
+
+
+def test_check_claim_normalises_ops() -> None:
+    assert (
+        check_claim({"kind": "compare", "metric": "m", "a": {}, "b": {}, "op": "<"})["op"]
+        == "lower"
+    )
+    assert (
+        check_claim({"kind": "threshold", "metric": "m", "where": {}, "op": ">=", "value": 1})["op"]
+        == "higher"
+    )
+    assert (
+        check_claim({"kind": "all_jobs", "metric": "m", "where": {}, "op": "below", "value": 1})[
+            "op"
+        ]
+        == "<"
+    )
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def test_claims_json_from_a_sweep(tmp_path: Path) -> None:
+    """All three kinds through compare: claims.json carries verdict, detail and numbers."""
+    from test_compare import make_job, summary
+
+    exp = {
+        "name": "e",
+        "claims": [
+            FASTER,
+            {**ABOVE, "where": {"activation": "tanh"}},
+            {**IDENTICAL, "where": {"activation": "relu"}},
+        ],
+    }
+    data = {"relu": ([130, 140, 150], 0.9, 0.0), "tanh": ([600, 610, None], 0.6, 0.2)}
+    for act, (ss, acc, diff) in data.items():
+        for seed, s in enumerate(ss):
+            extra = {"steps_to_target": s, "metrics": {"unit_max_diff": diff}}
+            make_job(
+                tmp_path,
+                [f"activation={act}", f"seed={seed}"],
+                summary(acc + seed / 100, **extra),
+                experiment=exp,
+            )
+    compare(tmp_path)
+    claims = json.loads((tmp_path / "claims.json").read_text())
+    assert [c["verdict"] for c in claims] == [CONFIRMED, REFUTED, CONFIRMED]
+    b = claims[0]["numbers"][0]["b"]
+    assert (b["never"], b["interval"][1]) == (1, "inf")  # the verdict's interval: never = +inf
+    assert math.isfinite(b["hi"])  # the t-interval over the seeds that reached the target
+    assert all(c["text"] and c["detail"] for c in claims)
