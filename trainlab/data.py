@@ -115,6 +115,11 @@ def _labels(y: Any) -> Tensor:
     return torch.as_tensor(np.asarray(y), dtype=torch.int64)
 
 
+def _shown(value: Any) -> str:
+    """A config value as the command line spells it (None -> null)."""
+    return "null" if value is None else repr(value)
+
+
 def _root(cfg: Any) -> Path:
     """cfg.root (or ./data) made absolute against the launch directory, even if Hydra chdir'ed."""
     return Path(to_absolute_path(cfg.root if cfg.root is not None else DEFAULT_ROOT))
@@ -201,7 +206,7 @@ def _load_fashion_mnist(cfg: Any, gen: torch.Generator) -> _Raw:
         folder = _find_idx_folder(folders)
     if folder is None:
         raise ConfigError(
-            f"data.root={cfg.root!r}: no Fashion-MNIST IDX files in {', '.join(map(str, folders))}; "
+            f"data.root={_shown(cfg.root)}: no Fashion-MNIST IDX files in {', '.join(map(str, folders))}; "
             "install them with `apt-get install dataset-fashion-mnist`, point data.root at them, "
             "or set data.download=true to fetch them with torchvision (needs a network)"
         )
@@ -252,7 +257,7 @@ def _torchvision_split(dataset_cls: type, cfg: Any, train: bool) -> Any:
         if cfg.download:
             raise
         raise ConfigError(
-            f"data.root={cfg.root!r}: {dataset_cls.__name__.lstrip('_')} not found under {_root(cfg)}; "
+            f"data.root={_shown(cfg.root)}: {dataset_cls.__name__.lstrip('_')} not found under {_root(cfg)}; "
             "point data.root at the folder holding it, or set data.download=true (needs a network)"
         ) from err
 
