@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -292,3 +294,37 @@ def test_callback_runs_compare_and_never_raises(sweep: Path, tmp_path: Path, mon
 
     monkeypatch.setattr("trainlab.compare.run_compare", broken)
     callback.on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+
+
+def test_real_sweep_runs_compare_at_the_end(tmp_path: Path) -> None:
+    """`trainlab train -m` for real: the callback compares, seeds aggregate, the CLI reruns it."""
+    sweep = tmp_path / "sweep"
+    claim = "{text:learns,kind:all_jobs,metric:val_acc,where:{},op:'>=',value:0.0}"
+    args = ["train", "-m", "data.subset=64", "trainer.epochs=2", "model.width=8", "model.depth=1"]
+    args += ["activation=relu,tanh", "seed=0,1", f"experiment={{name:tiny,claims:[{claim}]}}"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainlab", *args, f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Claims:" in proc.stdout and (sweep / "comparison.md").is_file()
+    rows = list(csv.DictReader((sweep / "comparison.csv").open()))
+    assert sorted((r["activation"], r["n"], r["failed"]) for r in rows) == [
+        ("relu", "2", "0"),
+        ("tanh", "2", "0"),
+    ]
+    assert {p.name for p in (sweep / "plots").glob("*.png")} >= {
+        "curves_val_acc.png",
+        "curves_train_loss.png",
+    }
+    assert len(list((sweep / "_compare").glob("*/mean"))) == 2
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainlab", "compare", str(sweep)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and "[CONFIRMED] learns" in proc.stdout, proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainlab", "compare", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and str(tmp_path / "nope") in proc.stderr

@@ -170,13 +170,12 @@ def lower_is_better(metric: str) -> bool:
 
 
 def fmt_num(x: float) -> str:
-    if x == math.inf:
-        return "inf"
-    if math.isnan(x):
-        return "nan"
+    """About three significant digits; whole numbers (steps, counts) as integers."""
+    if math.isinf(x) or math.isnan(x):
+        return str(x)
     if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e6):
         return f"{x:.2e}"
-    if abs(x) >= 100:
+    if abs(x) >= 100 or x == int(x):
         return f"{x:.0f}"
     return f"{x:.2f}" if abs(x) >= 1 else f"{x:.3f}"
 
