@@ -236,6 +236,23 @@ def test_failed_diverged_missing_and_corrupt_jobs_are_reported(tmp_path: Path, c
     assert (row["diverged"], row["failed"], row["missing"]) == ("1", "1", "3")
 
 
+def test_unreadable_overrides_fall_back_on_the_summary(tmp_path: Path) -> None:
+    for seed in range(2):
+        job = make_job(
+            tmp_path,
+            ["activation=relu", f"seed={seed}"],
+            summary(0.9, overrides=["activation=relu", f"seed={seed}"]),
+        )
+        (job / ".hydra" / "overrides.yaml").write_text("- [unclosed")
+    lost = make_job(tmp_path, ["activation=relu", "seed=9"], None, name="lost")
+    (lost / ".hydra" / "overrides.yaml").write_text(": :")
+    result = compare(tmp_path)
+    assert sorted((g.label, g.n, len(g.jobs)) for g in result.groups) == [
+        ("activation=relu", 2, 2),
+        ("unreadable_overrides=lost", 0, 1),
+    ]
+
+
 def test_all_jobs_missing_summaries_do_not_crash(tmp_path: Path) -> None:
     make_job(tmp_path, ["activation=relu", "seed=0"], None)
     make_job(tmp_path, ["activation=tanh", "seed=0"], None)

@@ -24,7 +24,7 @@ import math
 import shutil
 import sys
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -161,16 +161,14 @@ def _read_json(path: Path) -> tuple[Any, str]:
 
 
 def load_job(job_dir: Path, ignored: set[str]) -> Job:
-    overrides = _read_yaml(job_dir / ".hydra" / "overrides.yaml") or []
-    params, seed = {}, None
-    for text in map(str, overrides):
-        key, value = parse_override(text)
-        if key == "seed":
-            seed = value
-        elif key not in ignored and not key.startswith(("hydra.", "hydra/")) and key != "hydra":
-            params[key] = value
     summary, why = _read_json(job_dir / "summary.json")
     history, _ = _read_json(job_dir / "history.json")
+    overrides = _read_yaml(job_dir / ".hydra" / "overrides.yaml")
+    if not isinstance(overrides, list):  # fall back on the copy in summary.json
+        overrides = summary.get("overrides") if isinstance(summary, dict) else None
+    if not isinstance(overrides, list):  # a group of its own rather than a wrong one
+        overrides = [f"unreadable_overrides={job_dir.name}"]
+    params, seed = split_overrides(map(str, overrides), ignored)
     job = Job(
         job_dir, params, seed, "missing", history=history if isinstance(history, dict) else None
     )
@@ -185,6 +183,20 @@ def load_job(job_dir: Path, ignored: set[str]) -> Job:
         job.seed = str(summary["seed"])
     job.reason = _reason(job)
     return job
+
+
+def split_overrides(
+    overrides: Iterable[str], ignored: set[str]
+) -> tuple[dict[str, str], str | None]:
+    """(grouping overrides key -> value, seed): without the seed, ignored keys and hydra.*."""
+    params, seed = {}, None
+    for text in overrides:
+        key, value = parse_override(text)
+        if key == "seed":
+            seed = value
+        elif key not in ignored and key != "hydra" and not key.startswith(("hydra.", "hydra/")):
+            params[key] = value
+    return params, seed
 
 
 def _reason(job: Job) -> str:
