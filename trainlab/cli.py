@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -44,12 +45,15 @@ if not OmegaConf.has_resolver("tl_run_name"):
 register_configs()
 
 
-def _job(task, cfg: DictConfig) -> None:
-    """Run a task in Hydra's output dir; a bad value is one line, and a sweep goes on."""
+def _job(task, cfg: DictConfig) -> float | None:
+    """Run a task in Hydra's output dir; a bad value is one line, and a sweep goes on.
+
+    Returns the task's objective (a sweeper such as Optuna's maximises it), NaN on failure.
+    """
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     try:
-        task(cfg, hc.runtime.output_dir)
+        return task(cfg, hc.runtime.output_dir)
     except ConfigError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -60,14 +64,17 @@ def _job(task, cfg: DictConfig) -> None:
         if not multirun:
             raise
         log.exception("job failed (recorded in summary.json); the sweep goes on")
+    return math.nan
 
 
-def _train_task(cfg: DictConfig, run_dir: str) -> None:
+def _train_task(cfg: DictConfig, run_dir: str) -> float:
+    """Train; the objective is the best validation accuracy (NaN if the run diverged)."""
     from trainlab.train import train
 
     if HydraConfig.get().mode == RunMode.MULTIRUN and cfg.threads is None:
         cfg.threads = _threads_per_job()
-    train(cfg, run_dir)
+    best = train(cfg, run_dir).get("best_val_acc")
+    return math.nan if best is None else best
 
 
 def _probe_task(cfg: DictConfig, run_dir: str) -> None:
@@ -87,8 +94,8 @@ def _threads_per_job() -> int:
 
 def _hydra_command(task, name: str, args: list[str]) -> None:
     @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="config")
-    def command(cfg: DictConfig) -> None:
-        _job(task, cfg)
+    def command(cfg: DictConfig) -> float | None:
+        return _job(task, cfg)
 
     sys.argv = [f"trainlab {name}", *args]
     command()
