@@ -13,9 +13,17 @@ from trainlab.schema import GROUPS
 
 METRIC_TAGS = ("val/acc", "val/loss", "train/loss", "test/acc")
 # the same keys in every job of a sweep; never the seed (it is what is averaged over)
-NUMERIC_HPARAMS = ("optimizer.lr", "regularizer.weight_decay", "regularizer.p", "init.bias",
-                   "model.depth", "model.width", "trainer.batch_size", "trainer.epochs",
-                   "scheduler.warmup_steps")
+NUMERIC_HPARAMS = (
+    "optimizer.lr",
+    "regularizer.weight_decay",
+    "regularizer.p",
+    "init.bias",
+    "model.depth",
+    "model.width",
+    "trainer.batch_size",
+    "trainer.epochs",
+    "scheduler.warmup_steps",
+)
 
 
 def hparams(cfg: DictConfig) -> dict[str, Any]:
@@ -33,3 +41,13 @@ def open_writer(run_dir: Path, cfg: DictConfig) -> SummaryWriter:
     for summary in (exp, ssi, sei):
         writer.file_writer.add_summary(summary)
     return writer
+
+
+def add_multiline_layout(writer: SummaryWriter, charts: dict[str, dict[str, list[str]]]) -> None:
+    """Custom-scalars layout, written once per run: {category: {chart: [tags drawn as lines]}}."""
+    writer.add_custom_scalars(
+        {
+            category: {title: ["Multiline", tags] for title, tags in group.items()}
+            for category, group in charts.items()
+        }
+    )

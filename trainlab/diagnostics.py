@@ -1,0 +1,206 @@
+"""Plain-word diagnostics and summary metrics from per-layer statistics.
+
+A Snapshot is one capture moved to the CPU (see stats.Monitor). Every check looks at the
+last capture and, when it finds nothing there, at step 0 (the picture at initialisation),
+and names the layer, the number and what the lecture suggests.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+COLLAPSE = 0.1  # activation std below this fraction of the input's: collapsed towards 0
+EXPLODE = 10.0  # ... above this multiple: exploding
+SATURATED = 0.25  # fraction of saturated values that makes a layer "saturated"
+DEAD = 0.5  # fraction of dead units that makes a layer "died" (most units dead)
+VANISH = 0.01  # first weight layer's gradient norm below this fraction of the largest
+TINY_GRAD = 1e-5  # at step 0, the largest ||grad|| / ||weight|| below this: vanished everywhere
+HEALTHY_UPDATE = 1e-3  # the lecture's update-to-weight ratio
+FAR = 20.0  # a median update ratio outside [1e-3 / FAR, 1e-3 * FAR] is far from healthy
+
+Row = dict[str, float]
+
+
+@dataclass
+class Snapshot:
+    """One capture on the CPU: rows keyed by layer name, in forward order."""
+
+    step: int
+    activation: str = ""
+    can_die: bool = False
+    inputs: dict[str, Row] = field(default_factory=dict)  # {"input": row}
+    pre: dict[str, Row] = field(default_factory=dict)  # activation name -> its input's row
+    acts: dict[str, Row] = field(default_factory=dict)  # activation name -> its output's row
+    weights: dict[str, Row] = field(default_factory=dict)  # "blocks.0.fc.weight" -> row
+
+    @property
+    def input_std(self) -> float:
+        return next(iter(self.inputs.values()), {}).get("std", math.nan)
+
+    def label(self, name: str) -> str:
+        """'layer 3 (blocks.2.act, relu)': the lecture's 1-based hidden-layer number."""
+        return f"layer {list(self.acts).index(name) + 1} ({name}, {self.activation})"
+
+    def when(self) -> str:
+        return "at initialisation (step 0)" if self.step == 0 else f"at step {self.step}"
+
+
+def summary_metrics(first: Snapshot | None, last: Snapshot | None) -> dict[str, Any]:
+    """Scalars for summary.json `metrics`: death/saturation at the last capture, scales at step 0."""
+    if first is None or last is None or not first.acts:
+        return {}
+    dead = [row["dead"] for row in last.acts.values()]
+    stds = [row["std"] for row in first.acts.values()]
+    grads = [row["grad_norm"] for row in first.weights.values()]
+    ratios = [
+        row["update_ratio"] for row in last.weights.values() if math.isfinite(row["update_ratio"])
+    ]
+    return {
+        "dead_fraction_max": max(dead),
+        "dead_fraction_mean": sum(dead) / len(dead),
+        "saturated_fraction_max": max(row["saturated"] for row in last.acts.values()),
+        "nonfinite_count_max": max(row["nonfinite"] for row in last.acts.values()),
+        "input_std": first.input_std,
+        "act_std_first": stds[0],
+        "act_std_last": stds[-1],
+        "act_std_ratio_last_first": _ratio(stds[-1], stds[0]),
+        "grad_norm_first": grads[0],
+        "grad_norm_last": grads[-1],
+        "grad_ratio_first_last": _ratio(grads[0], grads[-1]),
+        "update_ratio_median": statistics.median(ratios) if ratios else math.nan,
+        "act_std_step0": stds,
+        "dead_fraction_last": dead,
+    }  # fmt: skip
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b != 0 else math.nan
+
+
+def diagnose(first: Snapshot | None, last: Snapshot | None) -> list[str]:
+    """Plain-word warnings, each naming the layer, the number and the lecture's suggestion."""
+    if first is None or last is None:
+        return []
+    lines: list[str] = []
+    for check in (nonfinite, died, saturated, collapsed, vanishing, update_ratio):
+        found = check(last)
+        if not found and first is not last:
+            found = check(first)
+        lines += found
+    return lines
+
+
+def nonfinite(snap: Snapshot) -> list[str]:
+    return [
+        f"{snap.label(name)}: {row['nonfinite']:.0f} non-finite activations (inf/NaN) "
+        f"{snap.when()}; the run is diverging: try a smaller optimizer.lr, norm=batch or "
+        "a smaller init scale"
+        for name, row in snap.acts.items()
+        if row["nonfinite"] > 0
+    ]
+
+
+def died(snap: Snapshot) -> list[str]:
+    hint = ("try activation=leaky_relu, a smaller optimizer.lr or init.bias=0.01" if snap.can_die
+            else "its inputs are exactly zero: check the init (zeros/constant weights carry "
+                 "no signal)")  # fmt: skip
+    return [
+        f"{snap.label(name)}: {row['dead']:.0%} dead units (zero for every example of the "
+        f"batch) {snap.when()}; {hint}"
+        for name, row in snap.acts.items()
+        if row["dead"] >= DEAD
+    ]
+
+
+def saturated(snap: Snapshot) -> list[str]:
+    return [
+        f"{snap.label(name)}: {row['saturated']:.0%} of activations saturated {snap.when()}; "
+        "saturated units kill the gradient: try init=xavier_normal (a smaller init scale), "
+        "norm=batch or activation=relu"
+        for name, row in snap.acts.items()
+        if row["saturated"] >= SATURATED
+    ]
+
+
+def collapsed(snap: Snapshot) -> list[str]:
+    """One line for the first layer whose std left [COLLAPSE, EXPLODE] x the input's std."""
+    base = snap.input_std
+    if not math.isfinite(base) or base == 0:
+        return []
+    deepest = list(snap.acts)[-1]
+    for name, row in snap.acts.items():
+        if row["dead"] >= DEAD:
+            continue  # reported by died()
+        scale = row["std"] / base
+        tail = (
+            f"; {snap.label(deepest)} ends at {snap.acts[deepest]['std']:.3g}"
+            if deepest != name
+            else ""
+        )
+        if scale < COLLAPSE:
+            return [
+                f"{snap.label(name)}: activation std {row['std']:.3g} is {scale:.1%} of the "
+                f"input's {base:.3g} {snap.when()}{tail}; activations collapse towards 0 "
+                "and gradients vanish: try init=xavier_normal (tanh/sigmoid), "
+                "init=kaiming_normal (relu) or norm=batch"
+            ]
+        if scale > EXPLODE:
+            return [
+                f"{snap.label(name)}: activation std {row['std']:.3g} is {scale:.0f}x the "
+                f"input's {base:.3g} {snap.when()}{tail}; activations explode: try a smaller "
+                "init scale (init=xavier_normal or kaiming_normal) or norm=batch"
+            ]
+    return []
+
+
+def vanishing(snap: Snapshot) -> list[str]:
+    """Gradients that vanish towards the first layers (against the largest gradient norm)
+    or, at step 0, everywhere (against the weights: the loss is about ln C there)."""
+    rows = {name: row for name, row in snap.weights.items() if math.isfinite(row["grad_norm"])}
+    if len(rows) < 2:
+        return []
+    first, top = next(iter(rows)), max(rows, key=lambda name: rows[name]["grad_norm"])
+    g_first, g_top = rows[first]["grad_norm"], rows[top]["grad_norm"]
+    if g_top == 0:
+        return []  # nothing flows at all: dead units, reported by died()
+    if g_first / g_top < VANISH:
+        return [
+            f"{first}: gradient norm {g_first:.3g} is {g_first / g_top:.1e} of {top}'s "
+            f"{g_top:.3g} {snap.when()}; gradients vanish towards the first layers: try "
+            "activation=relu, init=kaiming_normal/xavier_normal or norm=batch"
+        ]
+    relative = g_top / rows[top]["weight_norm"]
+    if snap.step == 0 and relative < TINY_GRAD:
+        return [
+            f"{top}: the largest gradient norm, {g_top:.3g}, is {relative:.1e} of its weight "
+            f"norm {snap.when()}; gradients vanish in every layer: try init=xavier_normal "
+            "(tanh/sigmoid), init=kaiming_normal (relu) or norm=batch"
+        ]
+    return []
+
+
+def update_ratio(snap: Snapshot) -> list[str]:
+    """The median ||update|| / ||weight|| over layers, against the lecture's 1e-3."""
+    ratios = {
+        name: row["update_ratio"]
+        for name, row in snap.weights.items()
+        if math.isfinite(row["update_ratio"]) and row["update_ratio"] > 0
+    }  # 0: no gradient
+    if not ratios:
+        return []
+    median = statistics.median(ratios.values())
+    if HEALTHY_UPDATE / FAR <= median <= HEALTHY_UPDATE * FAR:
+        return []
+    pick = (max if median > HEALTHY_UPDATE else min)(ratios, key=ratios.get)
+    verdict = (
+        "too large: try a smaller optimizer.lr"
+        if median > HEALTHY_UPDATE
+        else "too small: try a larger optimizer.lr"
+    )
+    return [
+        f"{pick}: update/weight ratio {ratios[pick]:.1e} {snap.when()} (median over layers "
+        f"{median:.1e}; about 1e-3 is healthy); the steps are {verdict}"
+    ]
