@@ -18,6 +18,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
@@ -25,7 +26,7 @@ from torch import nn
 from trainlab import build, tb
 from trainlab.data import load_data
 from trainlab.models import AFFINE_NAMES
-from trainlab.stats import INPUT, Monitor
+from trainlab.stats import HIST_HEAD, INPUT, Monitor
 from trainlab.train import resolve_device, seed_everything, write_json
 from trainlab.validate import validate, validate_data
 
@@ -124,38 +125,39 @@ def format_table(layers: list[dict[str, Any]]) -> str:
 def save_figure(layers: list[dict[str, Any]], hists: dict, path: Path) -> None:
     """The lecture's picture: mean and std per layer, then one histogram per hidden layer,
     all on one x range so that a collapsed layer shows as a spike at 0."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
+    from matplotlib.figure import Figure  # no pyplot: no global backend state (renders with Agg)
 
     hidden = [row for row in layers if row["layer"] > 0]
-    n = max(len(hidden), 1)
-    fig = plt.figure(figsize=(max(8.0, 1.6 * n), 6.0))
-    top, grid = fig.add_gridspec(2, 2), fig.add_gridspec(2, n)  # top row: 2 plots; below: n
-    ax_mean, ax_std = fig.add_subplot(top[0, 0]), fig.add_subplot(top[0, 1])
+    fig = Figure(figsize=(max(8.0, 1.6 * len(hidden)), 6.0), layout="constrained")
+    top, bottom = fig.subfigures(2, 1)
     depth = [row["layer"] for row in layers]
-    ax_mean.plot(depth, [row["mean"] for row in layers], "o-")
-    ax_mean.set(title="layer mean", xlabel="layer (0: input)")
-    ax_std.plot(depth, [row["std"] for row in layers], "o-")
-    ax_std.set(title="layer std", xlabel="layer (0: input)")
+    for ax, stat in zip(top.subplots(1, 2), ("mean", "std"), strict=True):
+        ax.plot(depth, [row[stat] for row in layers], "o-")
+        ax.set(title=f"layer {stat}", xlabel="layer (0: input)")
     found = [hists.get(("act", row["name"])) for row in hidden]
-    spans = [(h[0], h[1]) for h in found if h is not None and h[2] > 0]
-    lo = min((s[0] for s in spans), default=-1.0)
-    hi = max((s[1] for s in spans), default=1.0)
-    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, 51)
-    for i, (row, hist) in enumerate(zip(hidden, found, strict=True)):
-        ax = fig.add_subplot(grid[1, i])
+    edges = common_edges([h for h in found if h is not None and h[2] > 0])
+    axes = bottom.subplots(1, max(len(hidden), 1), squeeze=False)[0]
+    for ax, row, hist in zip(axes, hidden, found, strict=False):
         if hist is not None and hist[2] > 0:
-            counts = np.asarray(hist[5:])
-            own = np.linspace(hist[0], max(hist[1], hist[0] + 1e-30), len(counts) + 1)
-            cumulative = np.interp(edges, own, np.concatenate([[0.0], np.cumsum(counts)]))
-            ax.stairs(np.diff(cumulative), edges, fill=True)  # rebinned onto the common range
+            ax.stairs(rebin(hist, edges), edges, fill=True)
         ax.set_title(f"layer {row['layer']}\nstd {row['std']:.2g}", fontsize=8)
         ax.tick_params(labelsize=6)
         ax.set_yticks([])
     fig.suptitle(f"activations at initialisation ({hidden[0]['activation'] if hidden else ''})")
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+
+
+def common_edges(hists: list[list[float]], bins: int = 50) -> np.ndarray:
+    """Bin edges spanning every layer's [min, max]."""
+    lo = min((h[0] for h in hists), default=-1.0)
+    hi = max((h[1] for h in hists), default=1.0)
+    return np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+
+
+def rebin(hist: list[float], edges: np.ndarray) -> np.ndarray:
+    """A device histogram (min, max, num, sum, sum_squares, counts...) onto `edges`, spreading
+    each bin's count evenly over its width (no aliasing between the two binnings)."""
+    counts = np.asarray(hist[len(HIST_HEAD) :])
+    own = np.linspace(hist[0], max(hist[1], hist[0] + 1e-30), len(counts) + 1)
+    cumulative = np.interp(edges, own, np.concatenate([[0.0], np.cumsum(counts)]))
+    return np.diff(cumulative)
