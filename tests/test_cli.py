@@ -33,7 +33,9 @@ def test_console_script_trains_into_outputs(tmp_path):
     assert summary["status"] == "completed"
     assert summary["choices"]["activation"] == "gelu"
     run_dir = next((tmp_path / "outputs" / "runs").rglob("summary.json")).parent
-    assert run_dir.name == "seed=0" and run_dir.parent.name.endswith("activation=gelu")
+    # the run name reads like the overrides, the seed last
+    assert run_dir.name == "seed=0"
+    assert run_dir.parent.name == "activation=gelu,data.subset=64,model.depth=1,model.width=8,trainer.epochs=1"
     assert (run_dir / ".hydra" / "config.yaml").exists()
     assert (run_dir / "checkpoint.pt").exists()
 
@@ -80,9 +82,10 @@ def test_multirun_sweep_one_dir_per_job(tmp_path):
     assert proc.returncode == 0, proc.stderr
     jobs = sorted(p.parent.relative_to(tmp_path / "outputs" / "sweeps")
                   for p in (tmp_path / "outputs" / "sweeps").rglob("summary.json"))
+    rest = ",data.subset=64,model.depth=1,model.width=8,trainer.epochs=1"
     assert [str(j).split("/", 1)[1] for j in jobs] == [
-        "activation=relu/seed=0", "activation=relu/seed=1",
-        "activation=tanh/seed=0", "activation=tanh/seed=1"]
+        f"activation=relu{rest}/seed=0", f"activation=relu{rest}/seed=1",
+        f"activation=tanh{rest}/seed=0", f"activation=tanh{rest}/seed=1"]
     assert all(s["status"] == "completed" for s in summaries(tmp_path / "outputs"))
 
 
