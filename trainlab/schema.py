@@ -52,10 +52,10 @@ class MLPConf:
 class CNNConf:
     _target_: str = "trainlab.models.CNN"
     name: str = "cnn"
-    width: int = 32  # channels of the first stage; each later stage doubles them
+    width: int = 16  # channels of the first stage; each later stage doubles them
     stages: int = 2  # each stage: `depth` conv-norm-act blocks, then 2x2 max pooling
     depth: int = 2  # conv blocks per stage
-    head_width: int = 128  # hidden units of the classifier (0: a linear head)
+    head_width: int = 64  # hidden units of the classifier (0: a linear head)
 
 
 @dataclass
