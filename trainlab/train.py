@@ -78,9 +78,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"status": "failed", "seed": cfg.seed, "choices": choices(cfg)}
-    validate(cfg)
     writer = None
     try:
+        validate(cfg)  # before anything is written but the summary that records the error
         writer = tb.open_writer(run_dir, cfg)
         _train(cfg, run_dir, writer, summary)
         summary["status"] = "completed"
@@ -181,12 +181,13 @@ def _train(cfg: DictConfig, run_dir: Path, writer, summary: dict[str, Any]) -> N
                     summary.update(steps_to_target=step, seconds_to_target=elapsed)
                 bar.set_postfix(loss=f"{w_loss:.3f}", acc=f"{w_acc:.3f}", refresh=False)
             bar.update(1)
-        train_time += time.perf_counter() - epoch_start
+        epoch_train_s = time.perf_counter() - epoch_start
+        train_time += epoch_train_s
         e_loss, e_correct, e_n = epoch_sums.tolist()
         val_loss, val_acc = evaluate(model, preprocess, data.val_x, data.val_y,
                                      cfg.trainer.eval_batch_size)
         best_val_acc = max(best_val_acc, val_acc) if math.isfinite(val_acc) else best_val_acc
-        examples_per_s = e_n / max(time.perf_counter() - epoch_start, 1e-9)
+        examples_per_s = e_n / max(epoch_train_s, 1e-9)  # training only, not evaluation
         history["epochs"].append({"epoch": epoch, "step": step, "train_loss": e_loss / e_n,
                                   "train_acc": e_correct / e_n, "val_loss": val_loss,
                                   "val_acc": val_acc, "lr": lr,
