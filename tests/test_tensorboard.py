@@ -1,0 +1,114 @@
+"""TensorBoard tags read back from the event files of a real tiny training run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.custom_scalar import layout_pb2
+
+from trainlab.config import compose
+from trainlab.train import train
+
+TINY = ["data.subset=128", "trainer.batch_size=32", "trainer.epochs=3", "trainer.max_steps=11",
+        "model.depth=2", "model.width=16", "trainer.progress=never", "trainer.checkpoint=false",
+        "stats.every=5", "stats.histogram_every=10"]  # fmt: skip
+ACTS = ["blocks.0.act", "blocks.1.act"]
+WEIGHTS = ["blocks.0.fc.weight", "blocks.1.fc.weight", "head.weight"]
+ACT_STATS = ["mean", "std", "saturated", "zeros", "dead", "nonfinite"]
+
+
+def events(run_dir) -> EventAccumulator:
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "histograms": 0,
+                                                        "tensors": 0})  # fmt: skip
+    return acc.Reload()
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["post", "pre+post"])
+def run(request, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    summary = train(compose([*TINY, f"stats.pre_activation={request.param}"]), run_dir)
+    assert summary["status"] == "completed"
+    return request.param, run_dir, summary
+
+
+def test_scalar_tags_one_chart_per_statistic(run):
+    pre, run_dir, _ = run
+    scalars = set(events(run_dir).Tags()["scalars"])
+    expected = {f"act_{s}/{a}" for s in ACT_STATS for a in ACTS}
+    expected |= {"act_mean/input", "act_std/input", "act_nonfinite/input"}
+    expected |= {f"{s}/{w}" for s in ("weight_std", "grad_norm", "update_ratio") for w in WEIGHTS}
+    if pre:
+        expected |= {f"pre_{s}/{a}" for s in ("mean", "std", "nonfinite") for a in ACTS}
+    assert expected <= scalars
+    assert any(tag.startswith("pre_") for tag in scalars) == pre
+    assert {"train/loss", "val/acc"} <= scalars  # the loop's own tags are untouched
+
+
+def test_captured_at_step_zero_then_every(run):
+    _, run_dir, _ = run
+    acc = events(run_dir)
+    for tag in (
+        "act_std/blocks.0.act",
+        "act_dead/blocks.1.act",
+        "grad_norm/head.weight",
+        "update_ratio/blocks.0.fc.weight",
+        "act_std/input",
+    ):
+        assert [e.step for e in acc.Scalars(tag)] == [0, 5, 10], tag
+    assert [e.step for e in acc.Histograms("act_hist/blocks.0.act")] == [0, 10]
+    assert {f"act_hist/{a}" for a in ["input", *ACTS]} <= set(acc.Tags()["histograms"])
+    hist = acc.Histograms("act_hist/blocks.1.act")[0].histogram_value
+    assert hist.num == 32 * 16  # one batch of 32 examples x 16 units, all finite
+    assert sum(hist.bucket) == hist.num and hist.min >= 0  # relu
+
+
+def test_custom_scalars_layout(run):
+    pre, run_dir, _ = run
+    acc = events(run_dir)
+    (event,) = acc.Tensors("custom_scalars__config__")
+    layout = layout_pb2.Layout.FromString(event.tensor_proto.string_val[0])
+    charts = {c.title: list(c.multiline.tag) for cat in layout.category for c in cat.chart}
+    assert charts["act_std"] == ["act_std/input", *(f"act_std/{a}" for a in ACTS)]
+    assert charts["act_dead"] == [f"act_dead/{a}" for a in ACTS]
+    assert charts["update_ratio"] == [f"update_ratio/{w}" for w in WEIGHTS]
+    assert ("pre_std" in charts) == pre
+
+
+def test_summary_metrics_and_diagnostics(run):
+    _, run_dir, summary = run
+    saved = json.loads((run_dir / "summary.json").read_text())
+    metrics = saved["metrics"]
+    for key in (
+        "dead_fraction_max",
+        "dead_fraction_mean",
+        "saturated_fraction_max",
+        "act_std_first",
+        "act_std_last",
+        "act_std_ratio_last_first",
+        "grad_norm_first",
+        "grad_norm_last",
+        "grad_ratio_first_last",
+        "update_ratio_median",
+    ):
+        assert isinstance(metrics[key], float), key
+    assert len(metrics["act_std_step0"]) == len(ACTS)
+    assert isinstance(saved["diagnostics"], list)
+    assert summary["metrics"]["dead_fraction_max"] == metrics["dead_fraction_max"]
+
+
+def test_stats_disabled_writes_none(tmp_path):
+    train(compose([*TINY, "stats.enabled=false"]), tmp_path)
+    tags = events(tmp_path).Tags()
+    assert not [t for t in tags["scalars"] if t.startswith(("act_", "grad_norm/"))]
+    assert not tags["histograms"]
+    assert "dead_fraction_max" not in json.loads((tmp_path / "summary.json").read_text())["metrics"]
+
+
+def test_huge_learning_rate_kills_relu_units(tmp_path):
+    overrides = [*TINY, "optimizer.lr=0.5", "trainer.max_steps=21", "stats.every=10"]
+    summary = train(compose(overrides), tmp_path)
+    dead = [line for line in summary.get("diagnostics", []) if "dead units" in line]
+    assert dead, summary.get("diagnostics")
+    assert "leaky_relu" in dead[0] and summary["metrics"]["dead_fraction_max"] >= 0.5
