@@ -170,18 +170,19 @@ def test_module_called_twice_is_rejected():
 def test_tensor_stats_by_hand():
     y = torch.zeros(4, 3, 2, 2)  # (B, C, H, W): channel 0 active once, 1 and 2 dead
     y[2, 0, 1, 1] = 0.995
-    mean, std, saturated, zeros, dead, nonfinite = tensor_stats(y, -0.99, 0.99).tolist()
+    mean, std, saturated, zeros, dead, nonfinite = tensor_stats(y, -0.99, 0.99).values()
     assert mean == pytest.approx(0.995 / 48) and std == pytest.approx(y.std(correction=0).item())
     assert saturated == pytest.approx(1 / 48) and zeros == pytest.approx(47 / 48)
     assert dead == pytest.approx(2 / 3) and nonfinite == 0
     features = torch.tensor([[0.0, 1.0, -2.0], [0.0, 3.0, 0.0]])  # (B, F): feature 0 dead
-    stats = dict(zip(STATS, tensor_stats(features).tolist(), strict=True))
+    stats = tensor_stats(features)
+    assert tuple(stats) == STATS
     assert stats["dead"] == pytest.approx(1 / 3) and stats["saturated"] == 0
 
 
 def test_nonfinite_values_are_counted_not_dropped():
     y = torch.tensor([[1.0, math.inf, 3.0], [math.nan, -math.inf, 5.0]])
-    stats = dict(zip(STATS, tensor_stats(y, None, 4.0).tolist(), strict=True))
+    stats = tensor_stats(y, None, 4.0)
     assert stats["nonfinite"] == 3
     assert stats["mean"] == pytest.approx(3.0)  # of the finite 1, 3, 5
     assert stats["std"] == pytest.approx(torch.tensor([1.0, 3.0, 5.0]).std(correction=0).item())
@@ -189,6 +190,21 @@ def test_nonfinite_values_are_counted_not_dropped():
     lo, hi, num, total, squares, *counts = tensor_histogram(y, bins=4).tolist()
     assert (lo, hi, num, total, squares) == (1.0, 5.0, 3.0, 9.0, 35.0)
     assert counts == [1.0, 0.0, 1.0, 1.0]
+
+
+def test_nonfinite_stand_ins_are_not_counted_as_saturated_or_zero():
+    y = torch.tensor([[math.nan, 0.005, 0.5, 0.995, 0.0, math.inf]])  # sigmoid-like bounds
+    stats = tensor_stats(y, 0.01, 0.99)
+    assert stats["nonfinite"] == 2
+    assert stats["saturated"] == pytest.approx(3 / 4)  # 0.005, 0.995 and the true 0
+    assert stats["zeros"] == pytest.approx(1 / 4)
+
+
+def test_std_exact_for_a_tiny_spread_around_a_large_mean():
+    y = 0.5 + 1e-4 * torch.randn(256, 64, generator=torch.Generator().manual_seed(0))
+    stats = tensor_stats(y)
+    assert stats["std"] == pytest.approx(y.double().std(correction=0).item(), rel=1e-3)
+    assert stats["mean"] == pytest.approx(y.double().mean().item(), rel=1e-6)
 
 
 def test_nonfinite_input_reaches_the_monitor():

@@ -18,7 +18,7 @@ the CPU in one copy. Steps in between pay one modulo.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -31,8 +31,8 @@ from trainlab import diagnostics, tb
 from trainlab.models import activation_layers, affine_layers
 
 STATS = ("mean", "std", "saturated", "zeros", "dead", "nonfinite")  # one capture of one layer
-WEIGHT_STATS = ("weight_std", "grad_norm", "update_ratio")  # logged
-WEIGHT_ROW = ("weight_std", "weight_norm", "grad_norm", "update_ratio")  # kept in a Snapshot
+RAW = 6  # numbers per layer reduced on the device (raw_stats), finished on the host
+WEIGHT_STATS = ("weight_std", "grad_norm", "update_ratio")  # logged (a Snapshot adds weight_norm)
 INPUT_STATS = ("mean", "std", "nonfinite")  # logged for the model input (saturation, death: n/a)
 PRE_STATS = ("mean", "std", "nonfinite")  # logged for the input of each nonlinearity
 HIST_HEAD = ("min", "max", "num", "sum", "sum_squares")  # then `bins` counts
@@ -47,31 +47,68 @@ class SharedModuleError(ValueError):
 # --- reductions on the device (no host sync) -------------------------------------------------
 
 
-def tensor_stats(y: Tensor, low: float | None = None, high: float | None = None) -> Tensor:
-    """(len(STATS),) on y's device: statistics of the finite values, and the non-finite count.
+def raw_stats(y: Tensor, low: float | None = None, high: float | None = None) -> Tensor:
+    """(RAW,) on y's device, no host sync: what finish_stats turns into STATS.
 
-    Units are dimension 1 (features (B, F) or channels (B, C, H, W)); a unit is dead when
-    it is exactly 0 at every example (and every position) of the batch. Saturated: y <= low
-    or y >= high (None: that side never saturates).
+    Non-finite values become 0 stand-ins (a histogram would drop them silently); they are
+    counted, and finish_stats takes them out of every other statistic. Only reductions run
+    here, no scalar arithmetic: on small tensors each op costs its launch.
     """
     y = y.detach().float()
-    finite = torch.isfinite(y)
-    n = finite.sum().clamp(min=1)  # fractions are of the finite values
-    mean = torch.where(finite, y, 0.0).sum() / n
-    std = (
-        torch.where(finite, y - mean, 0.0).square().sum() / n
-    ).sqrt()  # two-pass: exact for tiny stds
-    saturated = torch.zeros_like(finite)
-    if low is not None:
-        saturated |= y <= low
-    if high is not None:
-        saturated |= y >= high
-    unit_dims = [d for d in range(y.dim()) if d != 1]
-    alive = y.ne(0).sum(dim=unit_dims) > 0  # (units,); NaN and inf count as alive
+    yf = y.nan_to_num(0.0, 0.0, 0.0)
+    shift = yf.mean()  # the mean of all slots: centres the sum of squares (exact for tiny stds)
+    saturated = [torch.count_nonzero(yf <= low)] if low is not None else []
+    saturated += [torch.count_nonzero(yf >= high)] if high is not None else []
+    unit_dims = [d for d in range(y.dim()) if d != 1]  # units: dim 1 (features or channels)
     return torch.stack([
-        mean, std, (saturated & finite).sum() / n, y.eq(0).sum() / n,
-        1.0 - alive.float().mean(), (y.numel() - finite.sum()).float(),
-    ])  # fmt: skip
+        shift,
+        torch.linalg.vector_norm(yf - shift),
+        sum(saturated) if saturated else torch.zeros((), device=y.device),
+        torch.count_nonzero(yf),
+        torch.count_nonzero(y.abs().amax(dim=unit_dims)),  # units not 0 everywhere (NaN: alive)
+        torch.count_nonzero(y - y),  # NaN exactly where y is inf or NaN
+    ]).float()  # fmt: skip
+
+
+def finish_stats(
+    raw: Sequence[float], numel: int, units: int, zero_saturates: bool = False
+) -> dict[str, float]:
+    """STATS of the finite values from raw_stats' numbers (on the host).
+
+    A unit (feature, or channel of an image) is dead when it is exactly 0 at every example
+    and position. `zero_saturates`: the 0 stand-ins of non-finite values were counted as
+    saturated (a threshold like sigmoid's y <= 0.01 includes 0).
+    """
+    shift, norm, saturated, nonzero, alive, nonfinite = raw
+    n = numel - nonfinite
+    count = max(n, 1)
+    mean = shift * numel / count
+    squares = norm**2 - nonfinite * shift**2 - n * (mean - shift) ** 2  # over the finite values
+    return {
+        "mean": mean,
+        "std": math.sqrt(max(squares, 0.0) / count),
+        "saturated": (saturated - nonfinite * zero_saturates) / count,
+        "zeros": (n - nonzero) / count,
+        "dead": 1.0 - alive / units,
+        "nonfinite": nonfinite,
+    }  # fmt: skip
+
+
+def tensor_stats(
+    y: Tensor, low: float | None = None, high: float | None = None
+) -> dict[str, float]:
+    """STATS of one tensor (one host sync: for tests and one-off looks)."""
+    return finish_stats(
+        raw_stats(y, low, high).tolist(), y.numel(), _units(y), _zero_saturates(low, high)
+    )
+
+
+def _units(y: Tensor) -> int:
+    return y.shape[1] if y.dim() > 1 else 1
+
+
+def _zero_saturates(low: float | None, high: float | None) -> bool:
+    return (low is not None and low >= 0) or (high is not None and high <= 0)
 
 
 def tensor_histogram(y: Tensor, bins: int = BINS) -> Tensor:
@@ -126,7 +163,8 @@ class Capture:
         self.model, self.layers = model, layers
         self.low, self.high = low, high
         self.pre_activation, self.max_batch, self.bins = pre_activation, max_batch, bins
-        self.stats: dict[tuple[str, str], Tensor] = {}  # (kind, name) -> (len(STATS),) on device
+        self.stats: dict[tuple[str, str], Tensor] = {}  # (kind, name) -> (RAW,) on device
+        self.shapes: dict[tuple[str, str], tuple[int, int, bool]] = {}  # for finish_stats
         self.hists: dict[tuple[str, str], Tensor] = {}  # (kind, name) -> (5 + bins,) on device
 
     def rows(self) -> list[tuple[str, str]]:
@@ -171,15 +209,23 @@ class Capture:
         self, key: tuple[str, str], y: Tensor, low: float | None, high: float | None
     ) -> None:
         y = y[: self.max_batch]  # a view: the first max_batch examples
-        self.stats[key] = tensor_stats(y, low, high)
+        self.stats[key] = raw_stats(y, low, high)
+        self.shapes[key] = (y.numel(), _units(y), _zero_saturates(low, high))
         if self.bins:
             self.hists[key] = tensor_histogram(y, self.bins)
 
     def stacked(self) -> Tensor:
-        """(rows, len(STATS)) on the device; NaN for a layer the forward did not reach."""
-        missing = torch.full((len(STATS),), math.nan)
+        """(rows, RAW) on the device; NaN for a layer the forward did not reach."""
         device = next(iter(self.stats.values())).device if self.stats else None
-        return torch.stack([self.stats.get(row, missing.to(device)) for row in self.rows()])
+        missing = torch.full((RAW,), math.nan, device=device)
+        return torch.stack([self.stats.get(row, missing) for row in self.rows()])
+
+    def finish(self, values: list[float]) -> list[dict[str, float]]:
+        """stacked(), copied to the host as a flat list -> one STATS dict per row."""
+        return [
+            finish_stats(values[i * RAW : (i + 1) * RAW], *self.shapes.get(row, (1, 1, False)))
+            for i, row in enumerate(self.rows())
+        ]
 
 
 # --- the monitor the training loop calls -------------------------------------------------------
@@ -248,30 +294,32 @@ class Monitor:
 
     @torch.no_grad()
     def after_backward(self, step: int) -> None:
-        """Weight std and gradient norm; snapshot the weights for the update ratio."""
+        """Weight std, weight norm, gradient norm; snapshot the weights for the update ratio."""
         if self._capture is None or not self.capturing(step):
             return
-        zero = torch.zeros(())
-        self._weight_stats = torch.stack([
-            torch.stack([w.std(), w.norm(), w.grad.norm() if w.grad is not None else zero.to(w.device)])
-            for _, w in self.weights])  # fmt: skip
-        self._before = [w.detach().clone() for _, w in self.weights]
+        weights = [w.detach() for _, w in self.weights]
+        grads = [w.grad if w.grad is not None else torch.zeros_like(w) for _, w in self.weights]
+        self._weight_stats = torch.stack(
+            [
+                torch.stack([w.std() for w in weights]),
+                torch.stack(torch._foreach_norm(weights)),  # one fused call for all tensors
+                torch.stack(torch._foreach_norm(grads)),
+            ],
+            dim=1,
+        )  # fmt: skip (weights, 3)
+        self._before = [w.clone() for w in weights]
 
     @torch.no_grad()
     def after_step(self, step: int) -> None:
-        """Update-to-weight ratio of the step just taken, then log the whole capture."""
+        """||w_after - w_before|| of the step just taken, then log the whole capture."""
         if self._capture is None or not self.capturing(step) or not self._before:
             return
-        ratios = torch.stack(
-            [
-                (w - b).norm() / b.norm()
-                for (_, w), b in zip(self.weights, self._before, strict=True)
-            ]
-        )
+        after = [w.detach() for _, w in self.weights]
+        update_norms = torch.stack(torch._foreach_norm(torch._foreach_sub(after, self._before)))
         self._before = []
-        self.flush(step, ratios)
+        self.flush(step, update_norms)
 
-    def flush(self, step: int, update_ratios: Tensor | None = None) -> None:
+    def flush(self, step: int, update_norms: Tensor | None = None) -> None:
         """Move the capture to the CPU in one copy, log it and keep it as a Snapshot.
 
         The probe calls this directly after backward: no step taken, no update ratio.
@@ -279,41 +327,45 @@ class Monitor:
         capture, self._capture = self._capture, None
         if capture is None:
             return
-        acts = capture.stacked()  # (rows, len(STATS))
-        device = acts.device
+        acts = capture.stacked()  # (rows, RAW)
         weights = self._weight_stats
         if weights is None:
-            weights = torch.full((len(self.weights), 3), math.nan, device=device)
-        if update_ratios is None:
-            update_ratios = torch.full((len(self.weights),), math.nan, device=device)
-        weights = torch.cat([weights.to(device), update_ratios.to(device)[:, None]], dim=1)
+            weights = torch.full((len(self.weights), 3), math.nan, device=acts.device)
+        if update_norms is None:
+            update_norms = torch.full((len(self.weights),), math.nan, device=acts.device)
         hist_rows = [row for row in capture.rows() if row in capture.hists]
-        parts = [acts.flatten(), weights.flatten()] + [capture.hists[row] for row in hist_rows]
+        parts = [acts.flatten(), weights.flatten(), update_norms]
+        parts += [capture.hists[row] for row in hist_rows]
         flat = torch.cat(parts).cpu().tolist()  # the one device-to-host copy of this capture
-        n_acts, n_weights = acts.numel(), weights.numel()
-        act_values, weight_values = flat[:n_acts], flat[n_acts : n_acts + n_weights]
-        width = len(HIST_HEAD) + capture.bins
-        hist_flat = flat[n_acts + n_weights :]
-        self.last_hists = {
-            row: hist_flat[i * width : (i + 1) * width] for i, row in enumerate(hist_rows)
-        }
         self._weight_stats = None
-        snap = diagnostics.Snapshot(step=step, activation=self.activation, can_die=self.can_die)
-        for i, (kind, name) in enumerate(capture.rows()):
-            row = dict(zip(STATS, act_values[i * len(STATS) : (i + 1) * len(STATS)], strict=True))
-            {INPUT: snap.inputs, "pre": snap.pre, "act": snap.acts}[kind][name] = row
-        for i, name in enumerate(self.weight_names):
-            values = weight_values[i * len(WEIGHT_ROW) : (i + 1) * len(WEIGHT_ROW)]
-            snap.weights[name] = dict(zip(WEIGHT_ROW, values, strict=True))
+        snap = self._snapshot(step, capture, flat[: acts.numel()], flat[acts.numel() :])
+        offset = acts.numel() + weights.numel() + update_norms.numel()
+        width = len(HIST_HEAD) + capture.bins
+        self.last_hists = {row: flat[offset + i * width:offset + (i + 1) * width]
+                           for i, row in enumerate(hist_rows)}  # fmt: skip
         if self.first is None:
             self.first = snap
         self.last = snap
         if self.writer is not None:
             log_snapshot(self.writer, snap)
             for (kind, name), hist in self.last_hists.items():
-                log_histogram(
-                    self.writer, f"{'pre' if kind == 'pre' else 'act'}_hist/{name}", hist, step
-                )
+                log_histogram(self.writer, f"{'pre' if kind == 'pre' else 'act'}_hist/{name}",
+                              hist, step)  # fmt: skip
+
+    def _snapshot(
+        self, step: int, capture: Capture, acts: list[float], weights: list[float]
+    ) -> diagnostics.Snapshot:
+        snap = diagnostics.Snapshot(step=step, activation=self.activation, can_die=self.can_die)
+        tables = {INPUT: snap.inputs, "pre": snap.pre, "act": snap.acts}
+        for (kind, name), row in zip(capture.rows(), capture.finish(acts), strict=True):
+            tables[kind][name] = row
+        n = len(self.weights)
+        for i, name in enumerate(self.weight_names):
+            std, norm, grad = weights[3 * i : 3 * i + 3]
+            ratio = weights[3 * n + i] / norm if norm else math.nan  # of the step just taken
+            snap.weights[name] = {"weight_std": std, "weight_norm": norm, "grad_norm": grad,
+                                  "update_ratio": ratio}  # fmt: skip
+        return snap
 
     def summary_metrics(self) -> dict[str, Any]:
         return diagnostics.summary_metrics(self.first, self.last)
