@@ -204,11 +204,10 @@ class Capture:
 
         return hook
 
-    @torch.no_grad()
     def _record(
         self, key: tuple[str, str], y: Tensor, low: float | None, high: float | None
     ) -> None:
-        y = y[: self.max_batch]  # a view: the first max_batch examples
+        y = y.detach()[: self.max_batch]  # a view: the first max_batch examples
         self.stats[key] = raw_stats(y, low, high)
         self.shapes[key] = (y.numel(), _units(y), _zero_saturates(low, high))
         if self.bins:
@@ -292,9 +291,12 @@ class Monitor:
         )
         return self._capture.hooks()
 
-    @torch.no_grad()
     def after_backward(self, step: int) -> None:
-        """Weight std, weight norm, gradient norm; snapshot the weights for the update ratio."""
+        """Weight std, weight norm, gradient norm; snapshot the weights for the update ratio.
+
+        No torch.no_grad() here or in after_step: every tensor is detached, and the decorator
+        would cost more than the early return on the steps that capture nothing.
+        """
         if self._capture is None or not self.capturing(step):
             return
         weights = [w.detach() for _, w in self.weights]
@@ -309,7 +311,6 @@ class Monitor:
         )  # fmt: skip (weights, 3)
         self._before = [w.clone() for w in weights]
 
-    @torch.no_grad()
     def after_step(self, step: int) -> None:
         """||w_after - w_before|| of the step just taken, then log the whole capture."""
         if self._capture is None or not self.capturing(step) or not self._before:
