@@ -61,9 +61,18 @@ def _fashion_available() -> bool:
     return Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists()
 
 
-@pytest.mark.parametrize("option", options("data"))
-def test_data_option_composes(option):
-    assert compose([f"data={option}"]).data.name == option
+@pytest.mark.parametrize("option", sorted(NEEDS_FILES["data"]))
+def test_torchvision_data_option_trains_from_files_in_the_real_format(option, tmp_path):
+    from test_data import small_idx_set, write_cifar10, write_cifar100, write_idx_set
+
+    root = tmp_path / "data"
+    if option == "mnist":
+        write_idx_set(root / "MNIST" / "raw", small_idx_set(n_train=60), gz=False)
+    else:
+        (write_cifar10 if option == "cifar10" else write_cifar100)(root, n=20)
+    cfg = compose([*TINY, f"data={option}", f"data.root={root}", "data.subset=null"])
+    summary = train(cfg, tmp_path / "run")
+    assert summary["status"] == "completed" and summary["choices"]["data"] == option
 
 
 def test_cnn_trains_with_every_norm_and_maxout(tmp_path):
