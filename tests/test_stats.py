@@ -294,3 +294,24 @@ def test_diagnostics_saturated_and_update_ratio():
     snap.weights = {"blocks.0.fc.weight": healthy, "head.weight": healthy}
     snap.acts["blocks.0.act"]["saturated"] = 0.01
     assert diagnostics.diagnose(snap, snap) == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_no_host_sync_before_the_flush():
+    cfg, net, x, y = make("cnn", "stats.pre_activation=true")
+    net, x, y = net.cuda(), x.cuda(), y.cuda()
+    monitor = Monitor(net, cfg)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any device-to-host sync raises
+    try:
+        with monitor.capture(0):
+            logits = net(x)
+        F.cross_entropy(logits, y).backward()
+        monitor.after_backward(0)
+        optimizer.step()
+        update = monitor.update_norms()  # after_step, less its flush
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    monitor.flush(0, update)  # the one copy to the host
+    assert all(math.isfinite(row["std"]) for row in monitor.last.acts.values())

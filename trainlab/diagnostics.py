@@ -49,7 +49,9 @@ class Snapshot:
 
 
 def summary_metrics(first: Snapshot | None, last: Snapshot | None) -> dict[str, Any]:
-    """Scalars for summary.json `metrics`: death/saturation at the last capture, scales at step 0."""
+    """Scalars for summary.json `metrics`: death, saturation and update ratios at the last
+    capture; activation and gradient scales at step 0 (first/last: the first and last hidden
+    activation layers, and the first and last weight layers, the classifier's)."""
     if first is None or last is None or not first.acts:
         return {}
     dead = [row["dead"] for row in last.acts.values()]
@@ -62,6 +64,7 @@ def summary_metrics(first: Snapshot | None, last: Snapshot | None) -> dict[str, 
         "dead_fraction_max": max(dead),
         "dead_fraction_mean": sum(dead) / len(dead),
         "saturated_fraction_max": max(row["saturated"] for row in last.acts.values()),
+        "saturated_fraction_max_step0": max(row["saturated"] for row in first.acts.values()),
         "nonfinite_count_max": max(row["nonfinite"] for row in last.acts.values()),
         "input_std": first.input_std,
         "act_std_first": stds[0],

@@ -315,10 +315,14 @@ class Monitor:
         """||w_after - w_before|| of the step just taken, then log the whole capture."""
         if self._capture is None or not self.capturing(step) or not self._before:
             return
+        self.flush(step, self.update_norms())
+
+    def update_norms(self) -> Tensor:
+        """(weights,) ||w_after - w_before|| on the device; releases the snapshot."""
         after = [w.detach() for _, w in self.weights]
-        update_norms = torch.stack(torch._foreach_norm(torch._foreach_sub(after, self._before)))
+        norms = torch.stack(torch._foreach_norm(torch._foreach_sub(after, self._before)))
         self._before = []
-        self.flush(step, update_norms)
+        return norms
 
     def flush(self, step: int, update_norms: Tensor | None = None) -> None:
         """Move the capture to the CPU in one copy, log it and keep it as a Snapshot.
