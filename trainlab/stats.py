@@ -7,12 +7,19 @@ Interface used by train.py:
     monitor.summary_metrics() -> dict; monitor.diagnostics() -> list[str]
 
 A capture happens at step 0 (before any update) and every `stats.every` steps; histograms
-every `stats.histogram_every` steps. On a capture step, forward hooks on the model input
-and on every activation layer reduce each output to a few numbers on the device (on its
-first `stats.max_batch` examples: a free view of the training forward, no extra pass);
-after backward the weights' std and gradient norm are read and the weights snapshotted;
-after the optimiser step the update-to-weight ratio is computed, and everything moves to
-the CPU in one copy. Steps in between pay one modulo.
+every `stats.histogram_every` steps. On a capture step, hooks that live only for that forward
+reduce the model input and every activation layer's output (with `stats.pre_activation`,
+also its input: the fc/conv output after its norm) to a few numbers on the device. They use
+the first `stats.max_batch` examples of the training batch itself: a free view, no extra
+forward. After backward the weights' std and norms and the gradient norms are read and the
+weights snapshotted; after the optimiser step, the norm of the update actually taken. Then
+everything moves to the CPU in one copy. Other steps pay a modulo and a function call.
+
+TensorBoard tags put one statistic of every layer in one chart: act_{mean,std,saturated,
+zeros,dead,nonfinite}/<layer> (act_mean, act_std, act_nonfinite also for `input`),
+pre_{mean,std,nonfinite}/<layer>, {weight_std,grad_norm,update_ratio}/<layer>.weight,
+histograms act_hist/<layer> (and pre_hist/<layer>); a custom-scalars layout draws each
+statistic as one multi-line chart.
 """
 
 from __future__ import annotations
