@@ -100,6 +100,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 def _train(cfg: DictConfig, run_dir: Path, writer, summary: dict[str, Any]) -> None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    summary["threads"] = torch.get_num_threads()  # what this job ran with (sweeps set it per job)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     data = load_data(cfg.data).to(device)
