@@ -46,8 +46,11 @@ def sweep_params(name: str) -> dict[str, list[str]]:
     out = {}
     for key, text in params.items():
         override = parser.parse_override(f"{key}={text}")
-        out[key] = [str(v) for v in override.sweep_string_iterator()] \
-            if override.is_sweep_override() else [override.get_value_element_as_str()]
+        out[key] = (
+            [str(v) for v in override.sweep_string_iterator()]
+            if override.is_sweep_override()
+            else [override.get_value_element_as_str()]
+        )
     return out
 
 
@@ -88,7 +91,9 @@ def test_every_swept_value_composes(name: str) -> None:
     of the experiment (a typo in a key or a value fails here)."""
     for key, values in sweep_params(name).items():
         if key in GROUPS:
-            assert set(values) <= options(key), f"{key}: {set(values) - options(key)} are not options"
+            assert set(values) <= options(key), (
+                f"{key}: {set(values) - options(key)} are not options"
+            )
         for value in values:
             cfg = compose([f"+experiment={name}", f"{key}={value}"])
             if key in GROUPS:
@@ -109,7 +114,9 @@ def test_claims_name_real_metrics_and_swept_values(name: str, metric_keys: set[s
         assert claim["metric"] in metric_keys, f"{name}: unknown metric {claim['metric']!r}"
         for selector in (claim[k] for k in ("a", "b", "where") if k in claim):
             for key, want in selector.items():
-                assert key in params or key in GROUPS, f"{name}: {key!r} is neither swept nor a group"
+                assert key in params or key in GROUPS, (
+                    f"{name}: {key!r} is neither swept nor a group"
+                )
                 have = params.get(key, [cfg[key].name] if key in GROUPS else [])
                 for w in want if isinstance(want, list) else [want]:
                     assert any(_same(h, w) for h in have), f"{name}: {key}={w!r} is not swept"
@@ -143,21 +150,26 @@ def test_every_claim_selects_groups_of_the_grid(name: str) -> None:
     cfg = compose([f"+experiment={name}"])
     params = {k: v for k, v in sweep_params(name).items() if k != "seed"}
     choices = {g: cfg[g].name for g in GROUPS}
-    groups = [FakeGroup(dict(zip(params, combo, strict=True)), choices)
-              for combo in itertools.product(*params.values())]
+    groups = [
+        FakeGroup(dict(zip(params, combo, strict=True)), choices)
+        for combo in itertools.product(*params.values())
+    ]
     for spec in OmegaConf.to_container(cfg.experiment.claims):
         result = evaluate_claim(spec, groups)
-        assert not result.detail.startswith(("no group", "no pair", "invalid")), \
+        assert not result.detail.startswith(("no group", "no pair", "invalid")), (
             f"{name}: {result.text}: {result.detail}"
+        )
         if result.verdict == INCONCLUSIVE:  # identical fake groups: only overlaps are expected
             assert "too few seeds" not in result.detail
 
 
 def full_size_command(name: str) -> list[str]:
     """The overrides of the `trainlab train -m +experiment=NAME ...` line in the file's header."""
-    header = "\n".join(line.lstrip("#").strip() for line in
-                       (CONF / "experiment" / f"{name}.yaml").read_text().splitlines()
-                       if line.startswith("#"))
+    header = "\n".join(
+        line.lstrip("#").strip()
+        for line in (CONF / "experiment" / f"{name}.yaml").read_text().splitlines()
+        if line.startswith("#")
+    )
     found = re.search(rf"trainlab train -m \+experiment={name}((?:[^\n]*\\\n)*[^\n]*)", header)
     assert found, f"{name}.yaml documents no full-size command"
     return shlex.split(found.group(1).replace("\\\n", " "))
@@ -177,8 +189,17 @@ def test_batchnorm_experiment_end_to_end(tmp_path: Path) -> None:
     """A real (shortened) `trainlab train -m +experiment=batchnorm` in a subprocess: every claim
     gets a verdict in comparison.md and claims.json."""
     sweep_dir = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "trainlab", "train", "-m", "+experiment=batchnorm",
-           "seed=0,1,2", "trainer.epochs=2", f"hydra.sweep.dir={sweep_dir}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "trainlab",
+        "train",
+        "-m",
+        "+experiment=batchnorm",
+        "seed=0,1,2",
+        "trainer.epochs=2",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=540, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     claims = json.loads((sweep_dir / "claims.json").read_text())
