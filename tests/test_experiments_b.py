@@ -18,6 +18,7 @@ from trainlab.claims import DERIVED, check_claim
 from trainlab.cli import conf_dir
 from trainlab.config import compose
 from trainlab.schema import GROUPS
+from trainlab.search import seed_round_robin
 from trainlab.train import train
 
 EXPERIMENTS = (
@@ -79,8 +80,27 @@ def test_composes_with_its_own_name(name: str) -> None:
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_sweeps_at_least_three_seeds(name: str) -> None:
-    seeds = sweep_params(name)["seed"]
-    assert seeds is not None and len(set(seeds)) >= 3
+    params = sweep_params(name)
+    if "seed" not in params:  # random search: the seed comes round robin with the trial number
+        with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+            cfg = hydra_compose("config", [f"+experiment={name}"], return_hydra_config=True)
+        assert cfg.hydra.sweeper.custom_search_space == "trainlab.search.seed_round_robin"
+        assert cfg.experiment.seeds >= 3 and cfg.hydra.sweeper.n_trials % cfg.experiment.seeds == 0
+        return
+    assert params["seed"] is not None and len(set(params["seed"])) >= 3
+
+
+def test_seed_round_robin_gives_each_seed_every_nth_trial() -> None:
+    optuna = pytest.importorskip("optuna")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    cfg = OmegaConf.create({"experiment": {"seeds": 3}})
+    seeds = []
+    for _ in range(7):
+        trial = study.ask()
+        seed_round_robin(cfg, trial)
+        seeds.append(trial.params["seed"])
+        study.tell(trial, 0.5)
+    assert seeds == [0, 1, 2, 0, 1, 2, 0]
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
