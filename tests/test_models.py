@@ -94,3 +94,10 @@ def test_default_init_keeps_torch_biases():
     torch.manual_seed(0)
     model = build_model(compose(["init=default"]), (1, 8, 8), 10)
     assert model.blocks[0].fc.bias.abs().max() > 0
+
+
+def test_the_classifier_gets_the_linear_gain():
+    model = build_model(compose(["init=kaiming_normal", "activation=relu", f"model.width={WIDTH}",
+                                 "model.depth=1"]), (WIDTH,), WIDTH)
+    assert model.head.weight.std().item() == pytest.approx(math.sqrt(1 / WIDTH), rel=0.05)
+    assert model.blocks[0].fc.weight.std().item() == pytest.approx(math.sqrt(2 / WIDTH), rel=0.05)

@@ -40,11 +40,13 @@ def build_model(cfg: DictConfig, in_shape: tuple[int, ...], num_classes: int) ->
     model = _instantiate(cfg.model, in_shape=tuple(in_shape), num_classes=num_classes,
                          act_layer=build_act_layer(cfg), norm_layer=build_norm_layer(cfg),
                          dropout=cfg.regularizer.p)
-    weight_init = None
+    hidden_init = head_init = None
     if cfg.init.weight is not None:
-        weight_init = initializers.with_gain(instantiate(cfg.init.weight), cfg.init.gain,
-                                             cfg.activation.nonlinearity, cfg.activation.param)
-    initializers.init_weights(model, weight_init, cfg.init.bias)
+        scheme = instantiate(cfg.init.weight)
+        hidden_init = initializers.with_gain(scheme, cfg.init.gain, cfg.activation.nonlinearity,
+                                             cfg.activation.param)
+        head_init = initializers.with_gain(scheme, cfg.init.gain, "linear", None)
+    initializers.init_weights(model, hidden_init, cfg.init.bias, head_init)
     return model
 
 

@@ -26,14 +26,19 @@ def with_gain(weight_init: WeightInit, gain_arg: str | None, nonlinearity: str,
 
 
 @torch.no_grad()
-def init_weights(model: nn.Module, weight_init: WeightInit | None, bias: float | None) -> None:
+def init_weights(model: nn.Module, weight_init: WeightInit | None, bias: float | None,
+                 head_init: WeightInit | None = None) -> None:
     """Apply `weight_init` to every linear/conv weight and a constant to their biases.
 
-    None keeps PyTorch's own default for that part. Norm layers keep their (1, 0) init.
+    The classifier (the last layer) gets `head_init` when given: no nonlinearity follows it,
+    so its gain is the linear one. None keeps PyTorch's own default for that part. Norm
+    layers keep their (1, 0) init.
     """
-    for _, layer in affine_layers(model):
-        if weight_init is not None:
-            weight_init(layer.weight)
+    layers = list(affine_layers(model))
+    for i, (_, layer) in enumerate(layers):
+        init = head_init if head_init is not None and i == len(layers) - 1 else weight_init
+        if init is not None:
+            init(layer.weight)
         if bias is not None and layer.bias is not None:
             nn.init.constant_(layer.bias, bias)
 
