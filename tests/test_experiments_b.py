@@ -4,7 +4,6 @@ seeds, and state claims that compare can judge: known metrics, selectors that na
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -131,7 +130,9 @@ def test_claims_name_real_metrics_and_swept_values(name: str, summary_keys: set[
         assert claim["metric"] in summary_keys, f"{name}: unknown metric {claim['metric']!r}"
         for selector in _selectors(claim):
             for key, want in selector.items():
-                assert key in params or key in GROUPS, f"{name}: {key!r} is neither swept nor a group"
+                assert key in params or key in GROUPS, (
+                    f"{name}: {key!r} is neither swept nor a group"
+                )
                 swept = params.get(key)
                 if swept is None:  # a continuous range (random search) or a fixed group choice
                     continue

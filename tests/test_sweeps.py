@@ -57,7 +57,9 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def sweep(tmp: Path, *overrides: str, timeout: float = 240) -> tuple[Path, subprocess.CompletedProcess]:
+def sweep(
+    tmp: Path, *overrides: str, timeout: float = 240
+) -> tuple[Path, subprocess.CompletedProcess]:
     sweep_dir = tmp / "sweep"
     proc = trainlab(["train", "-m", *overrides, f"hydra.sweep.dir={sweep_dir}"], tmp, timeout)
     return sweep_dir, proc
@@ -95,7 +97,9 @@ def test_sweep_runs_every_job_and_compare_at_the_end(basic) -> None:
     sweep_dir, proc = basic
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = job_dirs(sweep_dir)
-    assert sorted(jobs) == [f"activation={a},{GROUP}/seed={s}" for a in ("relu", "tanh") for s in (0, 1)]
+    assert sorted(jobs) == [
+        f"activation={a},{GROUP}/seed={s}" for a in ("relu", "tanh") for s in (0, 1)
+    ]
     assert all(summary(j)["status"] == "completed" for j in jobs.values())
     assert "4 jobs in 2 groups, 4 measured" in proc.stdout  # the callback printed the table
     for name in ("comparison.md", "comparison.csv", "claims.json"):
@@ -186,7 +190,8 @@ def test_joblib_runs_jobs_in_worker_processes_with_threads_per_job(tmp_path: Pat
     for job in jobs.values():
         s = summary(job)
         assert s["status"] == "completed"
-        assert s["threads"] == max(1, cores // 2)  # cli._threads_per_job, taken effect in the worker
+        # cli._threads_per_job (cores / n_jobs), set inside the worker and in effect there
+        assert s["threads"] == max(1, cores // 2)
         pids = event_pids(job)
         assert len(pids) == 1 and proc.pid not in pids  # trained in a loky worker, not the launcher
 
@@ -244,7 +249,9 @@ class TensorBoard:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             time.sleep(0.5)
-        raise TimeoutError(f"tensorboard did not answer in {timeout} s: {self.log.read_text()[-2000:]}")
+        raise TimeoutError(
+            f"tensorboard did not answer in {timeout} s: {self.log.read_text()[-2000:]}"
+        )
 
     def get(self, path: str, **query: str) -> Any:
         url = self.url + path + ("?" + urllib.parse.urlencode(query) if query else "")
@@ -301,12 +308,14 @@ def test_tensorboard_lists_every_run_and_its_scalars(basic, tensorboard: TensorB
         assert (JOB_TAGS if run in jobs else MEAN_TAGS) <= set(tags[run]), run
     for run, job in jobs.items():
         points = tensorboard.get("/data/plugin/scalars/scalars", run=run, tag="val/acc")
-        (_, step, value), = points  # one epoch: [wall_time, step, value]
+        ((_, step, value),) = points  # one epoch: [wall_time, step, value]
         s = summary(job)
         assert step == s["steps"] and value == pytest.approx(s["val_acc"], abs=1e-6)
         assert tensorboard.get("/data/plugin/scalars/scalars", run=run, tag="train/loss")
     for g in groups:
-        mean = tensorboard.get("/data/plugin/scalars/scalars", run=f"_compare/{g}/mean", tag="val/acc")
+        mean = tensorboard.get(
+            "/data/plugin/scalars/scalars", run=f"_compare/{g}/mean", tag="val/acc"
+        )
         accs = [summary(jobs[f"{g}/seed={s}"])["val_acc"] for s in (0, 1)]
         assert mean[-1][2] == pytest.approx(sum(accs) / 2, abs=1e-6)
 
@@ -333,9 +342,12 @@ def test_tensorboard_hparams_same_keys_in_every_job_and_no_seed(basic, tensorboa
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="conf/config.yaml excludes keys such as threads, device and "
-                   "stats.enabled from override_dirname, so jobs that differ only in one of them "
-                   "share a run directory and the last overwrites the others")
+@pytest.mark.xfail(
+    strict=True,
+    reason="conf/config.yaml excludes keys such as threads, device and "
+    "stats.enabled from override_dirname, so jobs that differ only in one of them "
+    "share a run directory and the last overwrites the others",
+)
 def test_jobs_differing_only_in_an_excluded_key_get_their_own_runs(tmp_path: Path) -> None:
     sweep_dir, proc = sweep(tmp_path, "stats.enabled=true,false", "seed=0", *TINY, "threads=1")
     assert proc.returncode == 0, proc.stderr[-3000:]
