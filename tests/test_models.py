@@ -101,3 +101,23 @@ def test_the_classifier_gets_the_linear_gain():
                                  "model.depth=1"]), (WIDTH,), WIDTH)
     assert model.head.weight.std().item() == pytest.approx(math.sqrt(1 / WIDTH), rel=0.05)
     assert model.blocks[0].fc.weight.std().item() == pytest.approx(math.sqrt(2 / WIDTH), rel=0.05)
+
+
+def test_batch_norm_uses_batch_statistics_in_training_and_running_ones_in_eval():
+    torch.manual_seed(0)
+    model = build_model(compose(["norm=batch", "model.depth=1", "model.width=6"]), (4,), 3)
+    bn = model.blocks[0].norm
+    for _ in range(50):  # running statistics follow the training batches
+        model(torch.randn(32, 4) * 3 + 1)
+    x = torch.randn(16, 4) * 3 + 1
+    pre = model.blocks[0].fc(x)
+    model.train()
+    train_out = bn(pre)
+    assert train_out.mean(0).abs().max() < 1e-5  # the batch's own statistics: unit gaussian
+    model.eval()
+    expected = (pre - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias
+    assert torch.allclose(bn(pre), expected, atol=1e-5)
+    assert not torch.allclose(bn(pre), train_out, atol=1e-3)
+    with torch.no_grad():
+        a, b = model(x[:1]), model(x)[:1]
+    assert torch.allclose(a, b, atol=1e-6)  # eval output of an example ignores its batch

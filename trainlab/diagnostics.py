@@ -60,7 +60,8 @@ def summary_metrics(first: Snapshot | None, last: Snapshot | None) -> dict[str, 
     ratios = [
         row["update_ratio"] for row in last.weights.values() if math.isfinite(row["update_ratio"])
     ]
-    return {
+    means = [row["mean"] for row in last.acts.values()]
+    metrics = {
         "dead_fraction_max": max(dead),
         "dead_fraction_mean": sum(dead) / len(dead),
         "saturated_fraction_max": max(row["saturated"] for row in last.acts.values()),
@@ -76,7 +77,15 @@ def summary_metrics(first: Snapshot | None, last: Snapshot | None) -> dict[str, 
         "update_ratio_median": statistics.median(ratios) if ratios else math.nan,
         "act_std_step0": stds,
         "dead_fraction_last": dead,
+        "act_mean_avg": sum(means) / len(means),  # not zero-centred: sigmoid's is about 0.5
+        "act_mean_step0": [row["mean"] for row in first.acts.values()],
     }  # fmt: skip
+    if first.pre:  # stats.pre_activation: the inputs of the nonlinearities (after any norm)
+        pre = list(first.pre.values())
+        metrics.update(pre_mean_abs_max=max(abs(row["mean"]) for row in pre),
+                       pre_std_min=min(row["std"] for row in pre),
+                       pre_std_max=max(row["std"] for row in pre))
+    return metrics
 
 
 def _ratio(a: float, b: float) -> float:

@@ -175,7 +175,9 @@ def _train(cfg: DictConfig, run_dir: Path, writer, summary: dict[str, Any]) -> N
                 w_loss, w_acc = w_loss / w_n, w_correct / w_n
                 if not math.isfinite(w_loss):
                     bar.close()
-                    summary["diagnostics"] = monitor.diagnostics() if monitor else []
+                    if monitor:  # what was captured before the blow-up is kept
+                        summary["metrics"].update(monitor.summary_metrics())
+                        summary["diagnostics"] = monitor.diagnostics()
                     raise Diverged(step, w_loss)
                 history["steps"].append({"step": step, "train_loss": w_loss,
                                          "train_acc": w_acc, "lr": lr, "time_s": elapsed})
