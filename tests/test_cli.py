@@ -16,10 +16,18 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ["data.subset=64", "trainer.epochs=1", "model.width=8", "model.depth=1"]
 
 
-def run(args: list[str], cwd: Path, exe: list[str] | None = None, **env) -> subprocess.CompletedProcess:
+def run(
+    args: list[str], cwd: Path, exe: list[str] | None = None, **env
+) -> subprocess.CompletedProcess:
     exe = exe or [shutil.which("trainlab") or "trainlab"]
-    return subprocess.run([*exe, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **env})
+    return subprocess.run(
+        [*exe, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
 
 
 def summaries(root: Path) -> list[dict]:
@@ -35,7 +43,10 @@ def test_console_script_trains_into_outputs(tmp_path):
     run_dir = next((tmp_path / "outputs" / "runs").rglob("summary.json")).parent
     # the run name reads like the overrides, the seed last
     assert run_dir.name == "seed=0"
-    assert run_dir.parent.name == "activation=gelu,data.subset=64,model.depth=1,model.width=8,trainer.epochs=1"
+    assert (
+        run_dir.parent.name
+        == "activation=gelu,data.subset=64,model.depth=1,model.width=8,trainer.epochs=1"
+    )
     assert (run_dir / ".hydra" / "config.yaml").exists()
     assert (run_dir / "checkpoint.pt").exists()
 
@@ -47,11 +58,16 @@ def test_python_dash_m_and_help(tmp_path):
     assert proc.returncode == 0 and "activation: " in proc.stdout
 
 
-@pytest.mark.parametrize(("override", "key"), [
-    ("regularizer.p=1.5", "regularizer.p"), ("model.depth=0", "model.depth"),
-    ("optimizer.lr=0", "optimizer.lr"), ("trainer.batch_size=0", "trainer.batch_size"),
-    ("data=fashion_mnist data.root=/nonexistent", "data.root"),
-])
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("regularizer.p=1.5", "regularizer.p"),
+        ("model.depth=0", "model.depth"),
+        ("optimizer.lr=0", "optimizer.lr"),
+        ("trainer.batch_size=0", "trainer.batch_size"),
+        ("data=fashion_mnist data.root=/nonexistent", "data.root"),
+    ],
+)
 def test_bad_value_is_one_line_and_exit_2(tmp_path, override, key):
     proc = run(["train", *TINY, *override.split()], tmp_path)
     assert proc.returncode == 2
@@ -80,30 +96,48 @@ def test_unknown_command(tmp_path):
 def test_multirun_sweep_one_dir_per_job(tmp_path):
     proc = run(["train", "-m", *TINY, "activation=relu,tanh", "seed=0,1"], tmp_path)
     assert proc.returncode == 0, proc.stderr
-    jobs = sorted(p.parent.relative_to(tmp_path / "outputs" / "sweeps")
-                  for p in (tmp_path / "outputs" / "sweeps").rglob("summary.json"))
+    jobs = sorted(
+        p.parent.relative_to(tmp_path / "outputs" / "sweeps")
+        for p in (tmp_path / "outputs" / "sweeps").rglob("summary.json")
+    )
     rest = ",data.subset=64,model.depth=1,model.width=8,trainer.epochs=1"
     assert [str(j).split("/", 1)[1] for j in jobs] == [
-        f"activation=relu{rest}/seed=0", f"activation=relu{rest}/seed=1",
-        f"activation=tanh{rest}/seed=0", f"activation=tanh{rest}/seed=1"]
+        f"activation=relu{rest}/seed=0",
+        f"activation=relu{rest}/seed=1",
+        f"activation=tanh{rest}/seed=0",
+        f"activation=tanh{rest}/seed=1",
+    ]
     assert all(s["status"] == "completed" for s in summaries(tmp_path / "outputs"))
 
 
 def test_wheel_ships_conf_and_runs_from_another_directory(tmp_path):
     """A non-editable install (the wheel) must find its configs without the source tree."""
     wheel_dir = tmp_path / "wheel"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheel_dir),
-                    str(ROOT)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheel_dir), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     env_dir = tmp_path / "venv"
     venv.create(env_dir, system_site_packages=True, with_pip=True)  # torch etc. from the system
     py = env_dir / "bin" / "python"
     (wheel,) = wheel_dir.glob("trainlab-*.whl")
-    subprocess.run([py, "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [py, "-m", "pip", "install", "--no-deps", "-q", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     work = tmp_path / "elsewhere"
     work.mkdir()
-    where = subprocess.run([py, "-c", "import trainlab.cli as c; print(c.__file__, c.conf_dir())"],
-                           cwd=work, capture_output=True, text=True, check=True).stdout
+    where = subprocess.run(
+        [py, "-c", "import trainlab.cli as c; print(c.__file__, c.conf_dir())"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert str(env_dir) in where and str(ROOT) not in where
     proc = run(["train", *TINY], work, exe=[str(env_dir / "bin" / "trainlab")])
     assert proc.returncode == 0, proc.stderr

@@ -18,8 +18,16 @@ from trainlab.schema import GROUPS
 from trainlab.train import train
 
 CONF = Path(conf_dir())
-TINY = ["data.subset=96", "trainer.epochs=1", "trainer.batch_size=32", "model.width=16",
-        "model.depth=2", "trainer.progress=never", "stats.every=2", "stats.histogram_every=2"]
+TINY = [
+    "data.subset=96",
+    "trainer.epochs=1",
+    "trainer.batch_size=32",
+    "model.width=16",
+    "model.depth=2",
+    "trainer.progress=never",
+    "stats.every=2",
+    "stats.histogram_every=2",
+]
 # options that need files written by the test, or image data for a conv net
 NEEDS_FILES = {"data": {"mnist", "cifar10", "cifar100"}}
 IMAGE_DATA_FOR = {"model": {"cnn"}}
@@ -77,8 +85,17 @@ def test_torchvision_data_option_trains_from_files_in_the_real_format(option, tm
 
 def test_cnn_trains_with_every_norm_and_maxout(tmp_path):
     for norm in options("norm"):
-        cfg = compose([*TINY, "model=cnn", "model.width=4", "model.head_width=8", f"norm={norm}",
-                       "activation=maxout", "trainer.checkpoint=false"])
+        cfg = compose(
+            [
+                *TINY,
+                "model=cnn",
+                "model.width=4",
+                "model.head_width=8",
+                f"norm={norm}",
+                "activation=maxout",
+                "trainer.checkpoint=false",
+            ]
+        )
         assert train(cfg, tmp_path / norm)["status"] == "completed", norm
 
 
@@ -94,9 +111,23 @@ def test_same_seed_same_numbers_on_cpu(tmp_path):
 
 def test_summary_contract(tmp_path):
     summary = train(compose(TINY), tmp_path)
-    for key in ("status", "seed", "choices", "initial_loss", "train_loss", "train_acc",
-                "val_loss", "val_acc", "test_acc", "best_val_acc", "steps", "epochs",
-                "wall_time_s", "examples_per_s", "params"):
+    for key in (
+        "status",
+        "seed",
+        "choices",
+        "initial_loss",
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "test_acc",
+        "best_val_acc",
+        "steps",
+        "epochs",
+        "wall_time_s",
+        "examples_per_s",
+        "params",
+    ):
         assert key in summary, key
     assert set(summary["choices"]) == set(GROUPS)
     # ln(10) = 2.303 for 10 classes with kaiming init is not exact; it must be near it
@@ -106,8 +137,9 @@ def test_summary_contract(tmp_path):
 
 
 def test_divergence_is_recorded_not_raised(tmp_path):
-    cfg = compose([*TINY, "optimizer=sgd", "optimizer.lr=1e30", "init=large_random",
-                   "trainer.epochs=5"])
+    cfg = compose(
+        [*TINY, "optimizer=sgd", "optimizer.lr=1e30", "init=large_random", "trainer.epochs=5"]
+    )
     summary = train(cfg, tmp_path)
     assert summary["status"] == "diverged"
     assert summary["diverged_at_step"] >= 1
@@ -119,13 +151,20 @@ def test_max_steps_caps_training(tmp_path):
     assert summary["steps"] == 4 and summary["epochs"] == 2
 
 
-@pytest.mark.parametrize(("override", "key"), [
-    ("regularizer.p=1.0", "regularizer.p"), ("regularizer.p=-0.1", "regularizer.p"),
-    ("model.depth=0", "model.depth"), ("optimizer.lr=0", "optimizer.lr"),
-    ("optimizer.lr=-1", "optimizer.lr"), ("trainer.batch_size=0", "trainer.batch_size"),
-    ("trainer.epochs=0", "trainer.epochs"), ("device=tpu", "device"),
-    ("regularizer.weight_decay=-1", "regularizer.weight_decay"),
-])
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("regularizer.p=1.0", "regularizer.p"),
+        ("regularizer.p=-0.1", "regularizer.p"),
+        ("model.depth=0", "model.depth"),
+        ("optimizer.lr=0", "optimizer.lr"),
+        ("optimizer.lr=-1", "optimizer.lr"),
+        ("trainer.batch_size=0", "trainer.batch_size"),
+        ("trainer.epochs=0", "trainer.epochs"),
+        ("device=tpu", "device"),
+        ("regularizer.weight_decay=-1", "regularizer.weight_decay"),
+    ],
+)
 def test_bad_values_fail_before_training_naming_the_key(override, key, tmp_path):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as err:
         train(compose([*TINY, override]), tmp_path)
@@ -161,7 +200,8 @@ def test_weight_decay_spares_biases_and_norm_parameters():
     assert all(p.dim() >= 2 for p in decay["params"])
     assert all(p.dim() == 1 for p in no_decay["params"])
     assert sum(p.numel() for g in (decay, no_decay) for p in g["params"]) == sum(
-        p.numel() for p in model.parameters())
+        p.numel() for p in model.parameters()
+    )
 
 
 @pytest.mark.parametrize("option", options("scheduler"))

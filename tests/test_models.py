@@ -37,12 +37,17 @@ def test_maxout_doubles_the_layer_in_front():
     assert maxout.blocks[0].fc.out_features == 16
     assert maxout(torch.randn(5, 10)).shape == (5, 3)
     assert sum(p.numel() for p in maxout.blocks.parameters()) > 1.8 * sum(
-        p.numel() for p in plain.blocks.parameters())
+        p.numel() for p in plain.blocks.parameters()
+    )
 
 
 def test_child_names_are_predictable():
     mlp = MLP((1, 8, 8), 10, depth=3, width=16)
-    assert [n for n, _ in activation_layers(mlp)] == ["blocks.0.act", "blocks.1.act", "blocks.2.act"]
+    assert [n for n, _ in activation_layers(mlp)] == [
+        "blocks.0.act",
+        "blocks.1.act",
+        "blocks.2.act",
+    ]
     assert [n for n, _ in affine_layers(mlp)][-1] == "head"
     cnn = CNN((3, 32, 32), 10, width=4, stages=2, depth=2, head_width=8)
     names = [n for n, _ in activation_layers(cnn)]
@@ -60,25 +65,33 @@ WIDTH = 400  # large fan-in/fan-out so sample std is within a few % of the targe
 
 
 def weight_std(init: str, activation: str = "relu") -> float:
-    model = build_model(compose([f"init={init}", f"activation={activation}",
-                                 f"model.width={WIDTH}", "model.depth=2"]), (WIDTH,), 10)
+    model = build_model(
+        compose(
+            [f"init={init}", f"activation={activation}", f"model.width={WIDTH}", "model.depth=2"]
+        ),
+        (WIDTH,),
+        10,
+    )
     return model.blocks[1].fc.weight.std().item()  # a WIDTH x WIDTH layer
 
 
-@pytest.mark.parametrize(("init", "activation", "expected"), [
-    ("small_random", "relu", 0.01),
-    ("large_random", "relu", 1.0),
-    ("xavier_normal", "tanh", 5 / 3 * math.sqrt(2 / (2 * WIDTH))),
-    ("xavier_uniform", "tanh", 5 / 3 * math.sqrt(2 / (2 * WIDTH))),
-    ("xavier_normal", "sigmoid", math.sqrt(2 / (2 * WIDTH))),
-    ("kaiming_normal", "relu", math.sqrt(2 / WIDTH)),
-    ("kaiming_uniform", "relu", math.sqrt(2 / WIDTH)),
-    ("kaiming_normal", "leaky_relu", math.sqrt(2 / (1 + 0.01**2) / WIDTH)),
-    ("kaiming_normal", "selu", math.sqrt(1 / WIDTH)),  # LeCun normal for self-normalisation
-    ("kaiming_normal", "tanh", 5 / 3 / math.sqrt(WIDTH)),
-    ("orthogonal", "relu", math.sqrt(2) / math.sqrt(WIDTH)),
-    ("default", "relu", 1 / math.sqrt(3 * WIDTH)),  # torch: kaiming_uniform(a=sqrt(5))
-])
+@pytest.mark.parametrize(
+    ("init", "activation", "expected"),
+    [
+        ("small_random", "relu", 0.01),
+        ("large_random", "relu", 1.0),
+        ("xavier_normal", "tanh", 5 / 3 * math.sqrt(2 / (2 * WIDTH))),
+        ("xavier_uniform", "tanh", 5 / 3 * math.sqrt(2 / (2 * WIDTH))),
+        ("xavier_normal", "sigmoid", math.sqrt(2 / (2 * WIDTH))),
+        ("kaiming_normal", "relu", math.sqrt(2 / WIDTH)),
+        ("kaiming_uniform", "relu", math.sqrt(2 / WIDTH)),
+        ("kaiming_normal", "leaky_relu", math.sqrt(2 / (1 + 0.01**2) / WIDTH)),
+        ("kaiming_normal", "selu", math.sqrt(1 / WIDTH)),  # LeCun normal for self-normalisation
+        ("kaiming_normal", "tanh", 5 / 3 / math.sqrt(WIDTH)),
+        ("orthogonal", "relu", math.sqrt(2) / math.sqrt(WIDTH)),
+        ("default", "relu", 1 / math.sqrt(3 * WIDTH)),  # torch: kaiming_uniform(a=sqrt(5))
+    ],
+)
 def test_init_weight_std(init, activation, expected):
     assert weight_std(init, activation) == pytest.approx(expected, rel=0.05)
 
@@ -97,8 +110,13 @@ def test_default_init_keeps_torch_biases():
 
 
 def test_the_classifier_gets_the_linear_gain():
-    model = build_model(compose(["init=kaiming_normal", "activation=relu", f"model.width={WIDTH}",
-                                 "model.depth=1"]), (WIDTH,), WIDTH)
+    model = build_model(
+        compose(
+            ["init=kaiming_normal", "activation=relu", f"model.width={WIDTH}", "model.depth=1"]
+        ),
+        (WIDTH,),
+        WIDTH,
+    )
     assert model.head.weight.std().item() == pytest.approx(math.sqrt(1 / WIDTH), rel=0.05)
     assert model.blocks[0].fc.weight.std().item() == pytest.approx(math.sqrt(2 / WIDTH), rel=0.05)
 

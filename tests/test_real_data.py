@@ -22,8 +22,16 @@ def test_default_job_learns_digits(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not FASHION.exists(), reason="apt-get install dataset-fashion-mnist")
 def test_default_cnn_reaches_90_percent_on_fashion_mnist(tmp_path):
-    cfg = compose(["data=fashion_mnist", "model=cnn", "trainer.epochs=5", "scheduler=cosine",
-                   "trainer.batch_size=128", "trainer.progress=never"])
+    cfg = compose(
+        [
+            "data=fashion_mnist",
+            "model=cnn",
+            "trainer.epochs=5",
+            "scheduler=cosine",
+            "trainer.batch_size=128",
+            "trainer.progress=never",
+        ]
+    )
     summary = train(cfg, tmp_path)
     print({k: summary[k] for k in ("test_acc", "epochs", "wall_time_s", "examples_per_s")})
     assert summary["test_acc"] >= 0.90, summary

@@ -37,14 +37,20 @@ def build_norm_layer(cfg: DictConfig) -> Callable[[int], nn.Module]:
 
 def build_model(cfg: DictConfig, in_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """The model of `cfg.model` from the activation/norm factories, initialised by `cfg.init`."""
-    model = _instantiate(cfg.model, in_shape=tuple(in_shape), num_classes=num_classes,
-                         act_layer=build_act_layer(cfg), norm_layer=build_norm_layer(cfg),
-                         dropout=cfg.regularizer.p)
+    model = _instantiate(
+        cfg.model,
+        in_shape=tuple(in_shape),
+        num_classes=num_classes,
+        act_layer=build_act_layer(cfg),
+        norm_layer=build_norm_layer(cfg),
+        dropout=cfg.regularizer.p,
+    )
     hidden_init = head_init = None
     if cfg.init.weight is not None:
         scheme = instantiate(cfg.init.weight)
-        hidden_init = initializers.with_gain(scheme, cfg.init.gain, cfg.activation.nonlinearity,
-                                             cfg.activation.param)
+        hidden_init = initializers.with_gain(
+            scheme, cfg.init.gain, cfg.activation.nonlinearity, cfg.activation.param
+        )
         head_init = initializers.with_gain(scheme, cfg.init.gain, "linear", None)
     initializers.init_weights(model, hidden_init, cfg.init.bias, head_init)
     return model
@@ -54,21 +60,26 @@ def decay_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Para
     """(weights of linear/conv layers, everything else): decay applies to the first only."""
     decay_ids = {id(layer.weight) for _, layer in affine_layers(model)}
     params = [p for p in model.parameters() if p.requires_grad]
-    return ([p for p in params if id(p) in decay_ids],
-            [p for p in params if id(p) not in decay_ids])
+    return (
+        [p for p in params if id(p) in decay_ids],
+        [p for p in params if id(p) not in decay_ids],
+    )
 
 
 def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
     decay, no_decay = decay_parameters(model)
-    groups = [{"params": decay, "weight_decay": cfg.regularizer.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": cfg.regularizer.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     return _instantiate(cfg.optimizer)(groups)
 
 
 def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, total_steps: int):
     main = instantiate(cfg.scheduler.main)
-    return schedules.with_warmup(optimizer, main, total_steps, cfg.scheduler.warmup_steps,
-                                 cfg.scheduler.warmup_start_factor)
+    return schedules.with_warmup(
+        optimizer, main, total_steps, cfg.scheduler.warmup_steps, cfg.scheduler.warmup_start_factor
+    )
 
 
 def build_preprocess(cfg: DictConfig) -> nn.Module:
@@ -82,4 +93,3 @@ def build_augment(cfg: DictConfig) -> Callable:
 
 def l1_penalty(weights: list[nn.Parameter]) -> torch.Tensor:
     return torch.stack([w.abs().sum() for w in weights]).sum()
-

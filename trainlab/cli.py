@@ -119,8 +119,10 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(2)
         sys.exit(run_compare(args[0]))
     else:
-        print(f"trainlab: error: unknown command {cmd!r}: allowed are train, probe, compare",
-              file=sys.stderr)
+        print(
+            f"trainlab: error: unknown command {cmd!r}: allowed are train, probe, compare",
+            file=sys.stderr,
+        )
         sys.exit(2)
 
 

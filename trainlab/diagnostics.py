@@ -82,9 +82,11 @@ def summary_metrics(first: Snapshot | None, last: Snapshot | None) -> dict[str, 
     }  # fmt: skip
     if first.pre:  # stats.pre_activation: the inputs of the nonlinearities (after any norm)
         pre = list(first.pre.values())
-        metrics.update(pre_mean_abs_max=max(abs(row["mean"]) for row in pre),
-                       pre_std_min=min(row["std"] for row in pre),
-                       pre_std_max=max(row["std"] for row in pre))
+        metrics.update(
+            pre_mean_abs_max=max(abs(row["mean"]) for row in pre),
+            pre_std_min=min(row["std"] for row in pre),
+            pre_std_max=max(row["std"] for row in pre),
+        )
     return metrics
 
 

@@ -13,8 +13,9 @@ from trainlab.models import affine_layers
 WeightInit = Callable[[torch.Tensor], torch.Tensor]
 
 
-def with_gain(weight_init: WeightInit, gain_arg: str | None, nonlinearity: str,
-              param: float | None) -> WeightInit:
+def with_gain(
+    weight_init: WeightInit, gain_arg: str | None, nonlinearity: str, param: float | None
+) -> WeightInit:
     """Bind the activation into the scheme: `gain=` (xavier, orthogonal) or `nonlinearity=` (kaiming)."""
     if gain_arg is None:
         return weight_init
@@ -26,8 +27,12 @@ def with_gain(weight_init: WeightInit, gain_arg: str | None, nonlinearity: str,
 
 
 @torch.no_grad()
-def init_weights(model: nn.Module, weight_init: WeightInit | None, bias: float | None,
-                 head_init: WeightInit | None = None) -> None:
+def init_weights(
+    model: nn.Module,
+    weight_init: WeightInit | None,
+    bias: float | None,
+    head_init: WeightInit | None = None,
+) -> None:
     """Apply `weight_init` to every linear/conv weight and a constant to their biases.
 
     The classifier (the last layer) gets `head_init` when given: no nonlinearity follows it,

@@ -8,9 +8,9 @@ Statistics find activation layers by these names, never by type.
 from __future__ import annotations
 
 import math
-from functools import partial
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from functools import partial
 
 from torch import nn
 
@@ -23,8 +23,14 @@ def identity_factory(*_args, **_kwargs) -> nn.Module:
     return nn.Identity()
 
 
-def _block(affine: Callable[[int], nn.Module], affine_name: str, width: int,
-           act_layer: LayerFactory, norm_layer: LayerFactory, dropout: float) -> nn.Sequential:
+def _block(
+    affine: Callable[[int], nn.Module],
+    affine_name: str,
+    width: int,
+    act_layer: LayerFactory,
+    norm_layer: LayerFactory,
+    dropout: float,
+) -> nn.Sequential:
     """affine -> norm -> act (-> dropout); the affine map is widened for Maxout's pieces."""
     act = act_layer()  # one instance per call site: a shared module would mix statistics
     wide = width * getattr(act, "pieces", 1)
@@ -39,14 +45,23 @@ class MLP(nn.Module):
 
     layout = "flat"  # which norm_layer it takes: (B, F) features
 
-    def __init__(self, in_shape: tuple[int, ...], num_classes: int, depth: int = 3,
-                 width: int = 128, act_layer: LayerFactory = nn.ReLU,
-                 norm_layer: LayerFactory = identity_factory, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        in_shape: tuple[int, ...],
+        num_classes: int,
+        depth: int = 3,
+        width: int = 128,
+        act_layer: LayerFactory = nn.ReLU,
+        norm_layer: LayerFactory = identity_factory,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.flatten = nn.Flatten()
         blocks, fan_in = [], math.prod(in_shape)
         for _ in range(depth):
-            blocks.append(_block(partial(nn.Linear, fan_in), "fc", width, act_layer, norm_layer, dropout))
+            blocks.append(
+                _block(partial(nn.Linear, fan_in), "fc", width, act_layer, norm_layer, dropout)
+            )
             fan_in = width
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Linear(fan_in, num_classes)
@@ -63,10 +78,18 @@ class CNN(nn.Module):
 
     layout = "spatial"  # which norm_layer it takes: (B, C, H, W) maps
 
-    def __init__(self, in_shape: tuple[int, ...], num_classes: int, width: int = 32,
-                 stages: int = 2, depth: int = 2, head_width: int = 128,
-                 act_layer: LayerFactory = nn.ReLU, norm_layer: LayerFactory = identity_factory,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        in_shape: tuple[int, ...],
+        num_classes: int,
+        width: int = 32,
+        stages: int = 2,
+        depth: int = 2,
+        head_width: int = 128,
+        act_layer: LayerFactory = nn.ReLU,
+        norm_layer: LayerFactory = identity_factory,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         channels, height, wide = in_shape[0], in_shape[1], in_shape[2]
         blocks: list[nn.Module] = []
@@ -79,13 +102,16 @@ class CNN(nn.Module):
             blocks.append(nn.MaxPool2d(2))
             height, wide = height // 2, wide // 2
         if height < 1 or wide < 1:
-            raise ValueError(f"model.stages={stages} pools a {in_shape[1]}x{in_shape[2]} image "
-                             "below 1 pixel")
+            raise ValueError(
+                f"model.stages={stages} pools a {in_shape[1]}x{in_shape[2]} image below 1 pixel"
+            )
         self.blocks = nn.Sequential(*blocks)
         self.flatten = nn.Flatten()
         flat = channels * height * wide
         if head_width > 0:
-            self.hidden = _block(partial(nn.Linear, flat), "fc", head_width, act_layer, identity_factory, dropout)
+            self.hidden = _block(
+                partial(nn.Linear, flat), "fc", head_width, act_layer, identity_factory, dropout
+            )
             flat = head_width
         else:
             self.hidden = nn.Identity()

@@ -28,8 +28,12 @@ def cosine(optimizer: Optimizer, total_steps: int, eta_min: float = 0.0):
 
 def linear(optimizer: Optimizer, total_steps: int, end_factor: float = 0.0):
     # LinearLR divides by start_factor internally, so end at a tiny positive factor, not 0
-    return sched.LinearLR(optimizer, start_factor=1.0, end_factor=max(end_factor, 1e-8),
-                          total_iters=max(1, total_steps))
+    return sched.LinearLR(
+        optimizer,
+        start_factor=1.0,
+        end_factor=max(end_factor, 1e-8),
+        total_iters=max(1, total_steps),
+    )
 
 
 class _InverseSqrt:
@@ -46,8 +50,13 @@ def inverse_sqrt(optimizer: Optimizer, total_steps: int, timescale: int = 100):
     return sched.LambdaLR(optimizer, _InverseSqrt(timescale))
 
 
-def with_warmup(optimizer: Optimizer, main: Schedule, total_steps: int, warmup_steps: int,
-                start_factor: float = 0.01) -> sched.LRScheduler:
+def with_warmup(
+    optimizer: Optimizer,
+    main: Schedule,
+    total_steps: int,
+    warmup_steps: int,
+    start_factor: float = 0.01,
+) -> sched.LRScheduler:
     """Linear warmup from `start_factor * lr` over `warmup_steps`, then `main` on the rest."""
     if warmup_steps <= 0:
         return main(optimizer, total_steps)

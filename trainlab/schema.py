@@ -8,7 +8,7 @@ left as open dicts: their keys are torch's own argument names.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -18,7 +18,7 @@ from omegaconf import MISSING
 class TrainerConf:
     epochs: int = 10
     batch_size: int = 64
-    max_steps: Optional[int] = None  # cap on optimiser steps (None: epochs decide)
+    max_steps: int | None = None  # cap on optimiser steps (None: epochs decide)
     eval_batch_size: int = 1024
     progress: str = "auto"  # auto (tty only), always, never
     checkpoint: bool = True
@@ -28,11 +28,11 @@ class TrainerConf:
 @dataclass
 class DataConf:
     name: str = MISSING
-    root: Optional[str] = None  # folder holding the data set files (None: the data set's defaults)
+    root: str | None = None  # folder holding the data set files (None: the data set's defaults)
     download: bool = False  # torchvision data sets only; needs a network
     val_fraction: float = 0.1  # held out from the training split
     test_fraction: float = 0.2  # for data sets without an official test split (digits, gaussian)
-    subset: Optional[int] = None  # train on the first N (shuffled) training examples
+    subset: int | None = None  # train on the first N (shuffled) training examples
     split_seed: int = 0  # the split is a property of the data, not of the run seed
     # gaussian only: unit-gaussian inputs with random labels
     num_examples: int = 1000
@@ -63,9 +63,9 @@ class ActivationConf:
     name: str = MISSING
     layer: Any = MISSING  # {_target_, _partial_: true, ...}: act_layer()
     nonlinearity: str = "linear"  # name for torch.nn.init.calculate_gain / kaiming_*
-    param: Optional[float] = None  # its parameter (negative slope of leaky_relu)
-    saturation_low: Optional[float] = None  # y <= low counts as saturated
-    saturation_high: Optional[float] = None  # y >= high counts as saturated
+    param: float | None = None  # its parameter (negative slope of leaky_relu)
+    saturation_low: float | None = None  # y <= low counts as saturated
+    saturation_high: float | None = None  # y >= high counts as saturated
     can_die: bool = False  # a unit can output exactly 0 for every input (relu)
 
 
@@ -73,8 +73,8 @@ class ActivationConf:
 class InitConf:
     name: str = MISSING
     weight: Any = None  # {_target_: torch.nn.init.X_, _partial_: true}; None keeps PyTorch's
-    gain: Optional[str] = None  # how the activation enters: "gain" (calculate_gain) or "nonlinearity"
-    bias: Optional[float] = 0.0  # constant bias; None keeps PyTorch's
+    gain: str | None = None  # how the activation enters: "gain" (calculate_gain) or "nonlinearity"
+    bias: float | None = 0.0  # constant bias; None keeps PyTorch's
 
 
 @dataclass
@@ -108,7 +108,9 @@ class PreprocessConf:
 @dataclass
 class SchedulerConf:
     name: str = MISSING
-    main: Any = MISSING  # {_target_: trainlab.schedules.X, _partial_: true}: main(optimizer, total_steps)
+    main: Any = (
+        MISSING  # {_target_: trainlab.schedules.X, _partial_: true}: main(optimizer, total_steps)
+    )
     warmup_steps: int = 0  # linear warmup from warmup_start_factor * lr
     warmup_start_factor: float = 0.01
 
@@ -126,7 +128,7 @@ class StatsConf:
 class Config:
     seed: int = 0
     device: str = "auto"  # auto (cuda when available), cpu, cuda
-    threads: Optional[int] = None  # torch threads; None: torch's default (sweeps set it per job)
+    threads: int | None = None  # torch threads; None: torch's default (sweeps set it per job)
     data: DataConf = MISSING
     model: Any = MISSING  # typed by model/mlp_schema or model/cnn_schema
     activation: ActivationConf = MISSING

@@ -56,8 +56,9 @@ def choices(cfg: DictConfig) -> dict[str, str]:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, preprocess: nn.Module, x: torch.Tensor, y: torch.Tensor,
-             batch_size: int) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, preprocess: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
+) -> tuple[float, float]:
     """(mean loss, accuracy) in eval mode; (nan, nan) for an empty split."""
     if len(x) == 0:
         return math.nan, math.nan
@@ -66,9 +67,9 @@ def evaluate(model: nn.Module, preprocess: nn.Module, x: torch.Tensor, y: torch.
     loss_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device)
     for i in range(0, len(x), batch_size):
-        logits = model(preprocess(x[i:i + batch_size]))
-        loss_sum += F.cross_entropy(logits, y[i:i + batch_size], reduction="sum")
-        correct += (logits.argmax(1) == y[i:i + batch_size]).sum()
+        logits = model(preprocess(x[i : i + batch_size]))
+        loss_sum += F.cross_entropy(logits, y[i : i + batch_size], reduction="sum")
+        correct += (logits.argmax(1) == y[i : i + batch_size]).sum()
     model.train(was_training)
     return loss_sum.item() / len(x), correct.item() / len(x)  # one sync per split
 
@@ -121,18 +122,37 @@ def _train(cfg: DictConfig, run_dir: Path, writer, summary: dict[str, Any]) -> N
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     monitor = stats.Monitor(model, cfg, writer) if cfg.stats.enabled else None
 
-    summary.update(params=sum(p.numel() for p in model.parameters()),
-                   target_train_error=cfg.trainer.target_train_error,
-                   steps_to_target=None, seconds_to_target=None, metrics={})
-    summary["initial_loss"], _ = evaluate(model, preprocess, data.train_x[:cfg.trainer.eval_batch_size],
-                                          data.train_y[:cfg.trainer.eval_batch_size],
-                                          cfg.trainer.eval_batch_size)
-    log.info("%s | %d params | %d train examples | initial loss %.4f (ln %d = %.4f)",
-             device, summary["params"], n_train, summary["initial_loss"], data.num_classes,
-             math.log(data.num_classes))
+    summary.update(
+        params=sum(p.numel() for p in model.parameters()),
+        target_train_error=cfg.trainer.target_train_error,
+        steps_to_target=None,
+        seconds_to_target=None,
+        metrics={},
+    )
+    summary["initial_loss"], _ = evaluate(
+        model,
+        preprocess,
+        data.train_x[: cfg.trainer.eval_batch_size],
+        data.train_y[: cfg.trainer.eval_batch_size],
+        cfg.trainer.eval_batch_size,
+    )
+    log.info(
+        "%s | %d params | %d train examples | initial loss %.4f (ln %d = %.4f)",
+        device,
+        summary["params"],
+        n_train,
+        summary["initial_loss"],
+        data.num_classes,
+        math.log(data.num_classes),
+    )
     history: dict[str, list] = {"epochs": [], "steps": []}
-    bar = tqdm(total=total_steps, desc="train", unit="step", dynamic_ncols=True,
-               disable=_progress_disabled(cfg.trainer.progress))
+    bar = tqdm(
+        total=total_steps,
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+        disable=_progress_disabled(cfg.trainer.progress),
+    )
     step, best_val_acc, start, train_time = 0, -math.inf, time.perf_counter(), 0.0
     window = torch.zeros(3, device=device)  # (loss sum, correct, examples) since the last sync
     epoch_sums = torch.zeros(3, device=device)
@@ -146,14 +166,17 @@ def _train(cfg: DictConfig, run_dir: Path, writer, summary: dict[str, Any]) -> N
         for i in range(0, n_train, bs):
             if step >= total_steps:
                 break
-            idx = perm[i:i + bs]
+            idx = perm[i : i + bs]
             x = preprocess(augment(data.train_x[idx], generator))  # (B, *in_shape)
             y = data.train_y[idx]
             with monitor.capture(step) if monitor else nullcontext():
                 logits = model(x)
             loss = F.cross_entropy(logits, y)
-            objective = loss + cfg.regularizer.l1 * build.l1_penalty(decay_weights) \
-                if cfg.regularizer.l1 > 0 else loss
+            objective = (
+                loss + cfg.regularizer.l1 * build.l1_penalty(decay_weights)
+                if cfg.regularizer.l1 > 0
+                else loss
+            )
             optimizer.zero_grad(set_to_none=True)
             objective.backward()
             if monitor:
@@ -164,8 +187,13 @@ def _train(cfg: DictConfig, run_dir: Path, writer, summary: dict[str, Any]) -> N
             lr = optimizer.param_groups[0]["lr"]  # the lr this step used
             scheduler.step()
             step += 1
-            batch = torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum(),
-                                 torch.tensor(len(y), device=device)])
+            batch = torch.stack(
+                [
+                    loss.detach() * len(y),
+                    (logits.argmax(1) == y).sum(),
+                    torch.tensor(len(y), device=device),
+                ]
+            )
             window += batch
             epoch_sums += batch
             if step % LOG_EVERY == 0 or step == total_steps:
@@ -179,45 +207,82 @@ def _train(cfg: DictConfig, run_dir: Path, writer, summary: dict[str, Any]) -> N
                         summary["metrics"].update(monitor.summary_metrics())
                         summary["diagnostics"] = monitor.diagnostics()
                     raise Diverged(step, w_loss)
-                history["steps"].append({"step": step, "train_loss": w_loss,
-                                         "train_acc": w_acc, "lr": lr, "time_s": elapsed})
+                history["steps"].append(
+                    {
+                        "step": step,
+                        "train_loss": w_loss,
+                        "train_acc": w_acc,
+                        "lr": lr,
+                        "time_s": elapsed,
+                    }
+                )
                 writer.add_scalar("train/loss", w_loss, step)
                 writer.add_scalar("train/acc", w_acc, step)
                 writer.add_scalar("lr", lr, step)
-                if summary["steps_to_target"] is None and 1 - w_acc <= cfg.trainer.target_train_error:
+                if (
+                    summary["steps_to_target"] is None
+                    and 1 - w_acc <= cfg.trainer.target_train_error
+                ):
                     summary.update(steps_to_target=step, seconds_to_target=elapsed)
                 bar.set_postfix(loss=f"{w_loss:.3f}", acc=f"{w_acc:.3f}", refresh=False)
             bar.update(1)
         epoch_train_s = time.perf_counter() - epoch_start
         train_time += epoch_train_s
         e_loss, e_correct, e_n = epoch_sums.tolist()
-        val_loss, val_acc = evaluate(model, preprocess, data.val_x, data.val_y,
-                                     cfg.trainer.eval_batch_size)
+        val_loss, val_acc = evaluate(
+            model, preprocess, data.val_x, data.val_y, cfg.trainer.eval_batch_size
+        )
         best_val_acc = max(best_val_acc, val_acc) if math.isfinite(val_acc) else best_val_acc
         examples_per_s = e_n / max(epoch_train_s, 1e-9)  # training only, not evaluation
-        history["epochs"].append({"epoch": epoch, "step": step, "train_loss": e_loss / e_n,
-                                  "train_acc": e_correct / e_n, "val_loss": val_loss,
-                                  "val_acc": val_acc, "lr": lr,
-                                  "time_s": time.perf_counter() - start})
+        history["epochs"].append(
+            {
+                "epoch": epoch,
+                "step": step,
+                "train_loss": e_loss / e_n,
+                "train_acc": e_correct / e_n,
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "lr": lr,
+                "time_s": time.perf_counter() - start,
+            }
+        )
         writer.add_scalar("val/loss", val_loss, step)
         writer.add_scalar("val/acc", val_acc, step)
         writer.add_scalar("examples/s", examples_per_s, step)
-        log.info("epoch %d | step %d | train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f ex/s",
-                 epoch, step, e_loss / e_n, e_correct / e_n, val_loss, val_acc, examples_per_s)
+        log.info(
+            "epoch %d | step %d | train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f ex/s",
+            epoch,
+            step,
+            e_loss / e_n,
+            e_correct / e_n,
+            val_loss,
+            val_acc,
+            examples_per_s,
+        )
     bar.close()
 
-    train_loss, train_acc = evaluate(model, preprocess, data.train_x, data.train_y,
-                                     cfg.trainer.eval_batch_size)
-    test_loss, test_acc = evaluate(model, preprocess, data.test_x, data.test_y,
-                                   cfg.trainer.eval_batch_size)
+    train_loss, train_acc = evaluate(
+        model, preprocess, data.train_x, data.train_y, cfg.trainer.eval_batch_size
+    )
+    test_loss, test_acc = evaluate(
+        model, preprocess, data.test_x, data.test_y, cfg.trainer.eval_batch_size
+    )
     writer.add_scalar("test/acc", test_acc, step)
     writer.add_scalar("test/loss", test_loss, step)
     last = history["epochs"][-1]
-    summary.update(train_loss=train_loss, train_acc=train_acc, val_loss=last["val_loss"],
-                   val_acc=last["val_acc"], test_loss=test_loss, test_acc=test_acc,
-                   best_val_acc=best_val_acc if math.isfinite(best_val_acc) else None,
-                   steps=step, epochs=epoch, wall_time_s=time.perf_counter() - start,
-                   examples_per_s=step * bs / max(train_time, 1e-9))
+    summary.update(
+        train_loss=train_loss,
+        train_acc=train_acc,
+        val_loss=last["val_loss"],
+        val_acc=last["val_acc"],
+        test_loss=test_loss,
+        test_acc=test_acc,
+        best_val_acc=best_val_acc if math.isfinite(best_val_acc) else None,
+        steps=step,
+        epochs=epoch,
+        wall_time_s=time.perf_counter() - start,
+        examples_per_s=step * bs / max(train_time, 1e-9),
+    )
     summary["metrics"]["unit_max_diff"] = initializers.unit_max_difference(model)
     if monitor:
         summary["metrics"].update(monitor.summary_metrics())
@@ -226,12 +291,23 @@ def _train(cfg: DictConfig, run_dir: Path, writer, summary: dict[str, Any]) -> N
             log.warning(line)
     write_json(run_dir / "history.json", history)
     if cfg.trainer.checkpoint:
-        torch.save({"model": model.state_dict(), "preprocess": preprocess.state_dict(),
-                    "optimizer": optimizer.state_dict(), "step": step,
-                    "config": OmegaConf.to_container(cfg, resolve=True)},
-                   run_dir / "checkpoint.pt")
-    log.info("done: test acc %.4f | val acc %.4f | %d steps in %.1f s", test_acc,
-             summary["val_acc"], step, summary["wall_time_s"])
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "preprocess": preprocess.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "config": OmegaConf.to_container(cfg, resolve=True),
+            },
+            run_dir / "checkpoint.pt",
+        )
+    log.info(
+        "done: test acc %.4f | val acc %.4f | %d steps in %.1f s",
+        test_acc,
+        summary["val_acc"],
+        step,
+        summary["wall_time_s"],
+    )
 
 
 def _progress_disabled(mode: str) -> bool:
@@ -254,4 +330,3 @@ def _finite_or_none(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_finite_or_none(v) for v in obj]
     return obj
-

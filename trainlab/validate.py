@@ -21,25 +21,49 @@ def validate(cfg: DictConfig) -> None:
     _check(t.epochs >= 1, "trainer.epochs", t.epochs, "an integer >= 1")
     _check(t.batch_size >= 1, "trainer.batch_size", t.batch_size, "an integer >= 1")
     _check(t.eval_batch_size >= 1, "trainer.eval_batch_size", t.eval_batch_size, "an integer >= 1")
-    _check(t.max_steps is None or t.max_steps >= 1, "trainer.max_steps", t.max_steps,
-           "null or an integer >= 1")
-    _check(t.progress in ("auto", "always", "never"), "trainer.progress", t.progress,
-           "auto, always, never")
-    _check(0 <= t.target_train_error < 1, "trainer.target_train_error", t.target_train_error,
-           "a fraction in [0, 1)")
+    _check(
+        t.max_steps is None or t.max_steps >= 1,
+        "trainer.max_steps",
+        t.max_steps,
+        "null or an integer >= 1",
+    )
+    _check(
+        t.progress in ("auto", "always", "never"),
+        "trainer.progress",
+        t.progress,
+        "auto, always, never",
+    )
+    _check(
+        0 <= t.target_train_error < 1,
+        "trainer.target_train_error",
+        t.target_train_error,
+        "a fraction in [0, 1)",
+    )
     _check(0 <= r.p < 1, "regularizer.p", r.p, "a dropout probability in [0, 1)")
     _check(r.weight_decay >= 0, "regularizer.weight_decay", r.weight_decay, ">= 0")
     _check(r.l1 >= 0, "regularizer.l1", r.l1, ">= 0")
     lr = cfg.optimizer.get("lr")
     _check(isinstance(lr, (int, float)) and lr > 0, "optimizer.lr", lr, "a number > 0")
-    _check(bool(re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(cfg.device))), "device", cfg.device,
-           "auto, cpu, cuda, cuda:N")
+    _check(
+        bool(re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(cfg.device))),
+        "device",
+        cfg.device,
+        "auto, cpu, cuda, cuda:N",
+    )
     _check(cfg.threads is None or cfg.threads >= 1, "threads", cfg.threads, "null or >= 1")
-    _check(cfg.scheduler.warmup_steps >= 0, "scheduler.warmup_steps", cfg.scheduler.warmup_steps,
-           "an integer >= 0")
+    _check(
+        cfg.scheduler.warmup_steps >= 0,
+        "scheduler.warmup_steps",
+        cfg.scheduler.warmup_steps,
+        "an integer >= 0",
+    )
     _check(cfg.stats.every >= 1, "stats.every", cfg.stats.every, "an integer >= 1")
-    _check(cfg.stats.histogram_every >= 1, "stats.histogram_every", cfg.stats.histogram_every,
-           "an integer >= 1")
+    _check(
+        cfg.stats.histogram_every >= 1,
+        "stats.histogram_every",
+        cfg.stats.histogram_every,
+        "an integer >= 1",
+    )
     _validate_model(cfg)
 
 
@@ -56,8 +80,16 @@ def validate_data(cfg: DictConfig, in_shape: tuple[int, ...]) -> None:
     """Checks that need the data's shape: conv nets and augmentation need images."""
     image = len(in_shape) == 3
     if get_class(cfg.model._target_).layout == "spatial":
-        _check(image, "model", cfg.model.name,
-               f"data={cfg.data.name} has flat examples {tuple(in_shape)}; use model=mlp")
+        _check(
+            image,
+            "model",
+            cfg.model.name,
+            f"data={cfg.data.name} has flat examples {tuple(in_shape)}; use model=mlp",
+        )
     if cfg.augmentation.ops:
-        _check(image, "augmentation", cfg.augmentation.name,
-               f"data={cfg.data.name} has flat examples {tuple(in_shape)}; use augmentation=none")
+        _check(
+            image,
+            "augmentation",
+            cfg.augmentation.name,
+            f"data={cfg.data.name} has flat examples {tuple(in_shape)}; use augmentation=none",
+        )
