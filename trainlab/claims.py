@@ -135,7 +135,8 @@ def describe(values: Iterable[float | None]) -> Stat:
     n = len(finite) + never
     if not finite:
         return Stat(n=n, never=never, missing=missing)
-    mean = math.fsum(finite) / len(finite)
+    # identical values have no spread: avoid the float round-off of a mean that is not exact
+    mean = finite[0] if min(finite) == max(finite) else math.fsum(finite) / len(finite)
     if len(finite) == 1:  # no spread to estimate: the interval is unbounded
         return Stat(n, mean, math.nan, -math.inf, math.inf, never, missing)
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
