@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -156,6 +157,24 @@ def test_numeric_sweep_plot_with_log_axis(tmp_path: Path) -> None:
     assert len(result.groups) == 6
     assert (tmp_path / "plots" / "val_acc_vs_optimizer.lr.png").is_file()
     assert not list((tmp_path / "plots").glob("*_vs_norm.png"))  # not numeric
+
+
+def test_markdown_links_every_plot(tmp_path: Path) -> None:
+    """comparison.md is written after the plots: it links each PNG under plots/, and only those."""
+    for lr in ("0.001", "0.01", "0.1"):
+        for seed in range(2):
+            make_job(
+                tmp_path,
+                [f"optimizer.lr={lr}", f"seed={seed}"],
+                summary(0.5 + seed / 10),
+                history([0.3, 0.4 + seed / 10]),
+            )
+    compare(tmp_path)
+    pngs = {p.relative_to(tmp_path).as_posix() for p in (tmp_path / "plots").glob("*.png")}
+    assert len(pngs) == 3  # two curve plots and val_acc vs optimizer.lr
+    md = (tmp_path / "comparison.md").read_text()
+    assert "## Plots" in md
+    assert set(re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", md)) == pngs
 
 
 def test_is_log_spaced() -> None:

@@ -300,14 +300,15 @@ def run_compare(sweep_dir: str) -> int:
 
 
 def write_outputs(result: Comparison) -> None:
+    """Plots and TensorBoard runs first: comparison.md lists the PNGs that exist."""
     sweep = result.sweep_dir
+    result.files += write_plots(result, sweep / "plots")
+    result.files += write_tensorboard(result, sweep / "_compare")
     (sweep / "comparison.md").write_text(format_markdown(result))
     (sweep / "comparison.csv").write_text(format_csv(result))
     claims = [c.to_dict() for c in result.claims]
     (sweep / "claims.json").write_text(json.dumps(claims, indent=2, allow_nan=False) + "\n")
     result.files += [sweep / "comparison.md", sweep / "comparison.csv", sweep / "claims.json"]
-    result.files += write_plots(result, sweep / "plots")
-    result.files += write_tensorboard(result, sweep / "_compare")
 
 
 # ---------------------------------------------------------------- tables
