@@ -284,6 +284,36 @@ def test_all_jobs(values: list, verdict: str, why: str) -> None:
     assert r.verdict == verdict and why in r.detail
 
 
+DIVERGES = {
+    "text": "lr 1e6 diverges",
+    "kind": "all_jobs",
+    "metric": "diverged",
+    "where": {"optimizer.lr": 1e6},
+    "op": ">=",
+    "value": 1,
+}
+
+
+def test_diverged_is_derived_from_the_status() -> None:
+    assert metric_value({"status": "diverged", "val_acc": 0.1}, "diverged") == 1.0
+    assert metric_value({"status": "completed"}, "diverged") == 0.0
+    assert metric_value({}, "diverged") is None  # no status: no measurement
+
+
+@pytest.mark.parametrize(
+    "statuses, verdict, why",
+    [
+        (["diverged", "diverged", "diverged"], CONFIRMED, "3/3 jobs >= 1"),
+        (["diverged", "completed", "diverged"], REFUTED, "2/3 jobs >= 1 (worst 0)"),
+        (["diverged"], INCONCLUSIVE, "too few seeds"),
+    ],
+)
+def test_all_jobs_diverged(statuses: list[str], verdict: str, why: str) -> None:
+    summaries = [{"status": s, "val_acc": 0.1} for s in statuses]
+    r = evaluate_claim(DIVERGES, [group({"optimizer.lr": "1000000.0"}, summaries)])
+    assert r.verdict == verdict and why in r.detail
+
+
 def test_all_jobs_never_fails_an_upper_bound() -> None:
     claim = {
         "kind": "all_jobs",

@@ -29,7 +29,10 @@ numbers compare numerically (`optimizer.lr: 0.01` matches `optimizer.lr=1e-2`). 
 `require: all | any` (default all) says how the verdicts of several matched groups combine.
 
 Metrics are summary.json keys or dotted paths (`metrics.dead_fraction_max`), plus the derived
-`train_error` (1 - train_acc) and `acc_gap` (train_acc - val_acc). For `*_to_target` metrics a
+`train_error` (1 - train_acc), `acc_gap` (train_acc - val_acc) and `diverged` (1.0 when the
+job's status is "diverged", 0.0 when it completed; failed and killed jobs are never measured).
+"lr 1e6 diverges" is then `kind: all_jobs, metric: diverged, where: {optimizer.lr: 1e6},
+op: ">=", value: 1`: refuted by any seed that stays finite. For `*_to_target` metrics a
 null value means "never reached" and counts as +infinity: worse than any number.
 
 Verdicts rest on each group's mean and 95% Student-t interval over its seeds:
@@ -66,6 +69,7 @@ JOB_OPS: dict[str, Callable[[float, float], bool]] = {
 DERIVED: dict[str, Callable[[Mapping[str, Any]], float]] = {
     "train_error": lambda s: 1.0 - s["train_acc"],
     "acc_gap": lambda s: s["train_acc"] - s["val_acc"],  # overfitting: train minus val accuracy
+    "diverged": lambda s: float(s["status"] == "diverged"),  # 1.0 or 0.0 per job
 }
 _MISSING = object()
 
@@ -166,7 +170,7 @@ def metric_value(summary: Mapping[str, Any], metric: str) -> float | None:
 
 def lower_is_better(metric: str) -> bool:
     """Whether a smaller value of `metric` is the better one (for ranking)."""
-    words = ("loss", "error", "_to_target", "time", "gap", "diff", "dead", "saturat")
+    words = ("loss", "error", "_to_target", "time", "gap", "diff", "dead", "saturat", "diverged")
     return any(w in metric for w in words)
 
 
