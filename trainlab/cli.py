@@ -83,13 +83,21 @@ def _probe_task(cfg: DictConfig, run_dir: str) -> None:
     probe(cfg, run_dir)
 
 
-def _threads_per_job() -> int:
-    """Parallel launchers share the cores: torch threads per job = cores / parallel jobs."""
+def _threads_per_job() -> int | None:
+    """Torch threads for one sweep job, so that parallel jobs don't oversubscribe the cores.
+
+    None (torch's default, every core) when jobs run one at a time (the basic launcher).
+    """
     launcher = HydraConfig.get().launcher
-    n_jobs = launcher.get("n_jobs") or launcher.get("tasks_per_node") or 1
-    if n_jobs < 0:  # joblib: -1 means one job per core
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if launcher.get("cpus_per_task"):  # submitit: the job's own allocation
+        return int(launcher.cpus_per_task)
+    n_jobs = launcher.get("n_jobs")  # joblib; -1 means one job per core
+    if n_jobs is not None:
+        return 1 if n_jobs < 0 else max(1, (cores or 1) // n_jobs)
+    if "submitit" in str(launcher.get("_target_", "")):  # submitit_local starts every job at once
         return 1
-    return max(1, (os.cpu_count() or 1) // n_jobs)
+    return None
 
 
 def _hydra_command(task, name: str, args: list[str]) -> None:
