@@ -23,12 +23,11 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
-from trainlab import build, tb
-from trainlab.data import load_data
+from trainlab import tb
 from trainlab.models import AFFINE_NAMES
 from trainlab.stats import HIST_HEAD, INPUT, Monitor
-from trainlab.train import resolve_device, seed_everything, write_json
-from trainlab.validate import validate, validate_data
+from trainlab.train import prepare, write_json
+from trainlab.validate import validate
 
 log = logging.getLogger("trainlab")
 PROBE_BATCH = 1000  # examples in the probe's batch: the lecture's 1000 (fewer if the split is)
@@ -40,12 +39,7 @@ def probe(cfg: DictConfig, run_dir: str | Path) -> list[dict[str, Any]]:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     validate(cfg)
-    device = resolve_device(cfg.device)
-    seed_everything(cfg.seed)
-    data = load_data(cfg.data).to(device)
-    validate_data(cfg, data.in_shape)
-    preprocess = build.build_preprocess(cfg).to(device).fit(data.train_x)
-    model = build.build_model(cfg, data.in_shape, data.num_classes).to(device)
+    _, data, preprocess, model = prepare(cfg)
     x = preprocess(data.train_x[:PROBE_BATCH])  # (B, *in_shape)
     y = data.train_y[:PROBE_BATCH]
     writer = tb.open_writer(run_dir, cfg)

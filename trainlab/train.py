@@ -23,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from trainlab import build, initializers, stats, tb
-from trainlab.data import load_data
+from trainlab.data import Splits, load_data
 from trainlab.errors import ConfigError
 from trainlab.schema import GROUPS
 from trainlab.validate import validate, validate_data
@@ -74,6 +74,19 @@ def evaluate(
     return loss_sum.item() / len(x), correct.item() / len(x)  # one sync per split
 
 
+def prepare(cfg: DictConfig) -> tuple[torch.device, Splits, nn.Module, nn.Module]:
+    """Device, data on it, preprocessing fitted on the train split, the initialised model."""
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    data = load_data(cfg.data).to(device)
+    validate_data(cfg, data.in_shape)
+    preprocess = build.build_preprocess(cfg).to(device).fit(data.train_x)
+    model = build.build_model(cfg, data.in_shape, data.num_classes).to(device)
+    if model.layout == "spatial":
+        model = model.to(memory_format=torch.channels_last)  # ~1.7x faster convs on CPU (oneDNN)
+    return device, data, preprocess, model
+
+
 def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Train one configuration; write events, checkpoint, history.json and summary.json."""
     run_dir = Path(run_dir)
@@ -102,14 +115,7 @@ def _train(cfg: DictConfig, run_dir: Path, writer, summary: dict[str, Any]) -> N
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     summary["threads"] = torch.get_num_threads()  # what this job ran with (sweeps set it per job)
-    device = resolve_device(cfg.device)
-    seed_everything(cfg.seed)
-    data = load_data(cfg.data).to(device)
-    validate_data(cfg, data.in_shape)
-    preprocess = build.build_preprocess(cfg).to(device).fit(data.train_x)
-    model = build.build_model(cfg, data.in_shape, data.num_classes).to(device)
-    if model.layout == "spatial":
-        model = model.to(memory_format=torch.channels_last)  # ~1.7x faster convs on CPU (oneDNN)
+    device, data, preprocess, model = prepare(cfg)
     n_train, bs = len(data.train_x), cfg.trainer.batch_size
     steps_per_epoch = math.ceil(n_train / bs)
     total_steps = cfg.trainer.epochs * steps_per_epoch
