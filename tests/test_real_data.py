@@ -26,7 +26,7 @@ def test_default_cnn_reaches_90_percent_on_fashion_mnist(tmp_path):
         [
             "data=fashion_mnist",
             "model=cnn",
-            "trainer.epochs=5",
+            "trainer.epochs=8",
             "scheduler=cosine",
             "trainer.batch_size=128",
             "trainer.progress=never",
