@@ -26,9 +26,9 @@ class CompareOnMultirunEnd(Callback):
     """
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        # Hydra's `now` resolver is cached on this config: same dir the launcher used.
-        sweep_dir = Path(str(config.hydra.sweep.dir))
         try:
+            # Hydra's `now` resolver is cached on this config: same dir the launcher used.
+            sweep_dir = Path(str(config.hydra.sweep.dir))
             from trainlab.compare import run_compare
 
             code = run_compare(str(sweep_dir))
@@ -36,6 +36,7 @@ class CompareOnMultirunEnd(Callback):
                 log.warning("trainlab compare %s exited with code %d", sweep_dir, code)
         except Exception:  # the jobs' results matter more than their comparison
             log.exception("trainlab compare failed at the end of the multirun")
+            return
         failed, total = failed_jobs(sweep_dir)
         if failed:
             print(
