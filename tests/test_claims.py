@@ -166,6 +166,67 @@ def test_compare_higher_with_margin() -> None:
     assert evaluate_claim({**claim, "margin": 0.2}, groups).verdict == REFUTED
 
 
+AT_LEAST = {
+    "text": "random search is at least as good as the grid (within 0.01)",
+    "kind": "compare", "metric": "best_val_acc", "op": "at_least", "margin": 0.01,
+    "a": {"search": "random"}, "b": {"search": "grid"},
+}  # fmt: skip
+
+
+def searches(random: list[float], grid: list[float]) -> list[Group]:
+    return [
+        seeds("best_val_acc", random, search="random"),
+        seeds("best_val_acc", grid, search="grid"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "random, grid, verdict, why",
+    [
+        ([0.85, 0.86, 0.87], [0.80, 0.81, 0.82], CONFIRMED, "difference 0.05"),
+        # same values: higher cannot confirm, at_least can (intervals within the tolerance)
+        ([0.820, 0.821, 0.822], [0.820, 0.821, 0.822], CONFIRMED, "claimed a >= b - 0.010"),
+        ([0.70, 0.71, 0.72], [0.80, 0.81, 0.82], REFUTED, "difference -0.10"),
+        # overlapping intervals are no evidence of "as good": inconclusive, not confirmed
+        ([0.80, 0.85, 0.90], [0.82, 0.83, 0.84], INCONCLUSIVE, "intervals overlap"),
+        ([0.90, 0.90], [0.80], INCONCLUSIVE, "too few seeds"),
+    ],
+)
+def test_at_least_is_non_inferiority_within_the_margin(
+    random: list, grid: list, verdict: str, why: str
+) -> None:
+    r = evaluate_claim(AT_LEAST, searches(random, grid))
+    assert r.verdict == verdict and why in r.detail, r.detail
+
+
+@pytest.mark.parametrize(
+    "random, grid, verdict",
+    [
+        ([0.85, 0.86, 0.87], [0.80, 0.81, 0.82], CONFIRMED),
+        ([0.820, 0.821, 0.822], [0.820, 0.821, 0.822], INCONCLUSIVE),
+    ],
+)
+def test_at_least_with_margin_0_is_higher(random: list, grid: list, verdict: str) -> None:
+    groups = searches(random, grid)
+    assert evaluate_claim({**AT_LEAST, "margin": 0}, groups).verdict == verdict
+    assert evaluate_claim({**AT_LEAST, "op": "higher", "margin": 0}, groups).verdict == verdict
+
+
+def test_at_most_mirrors_at_least_for_lower_is_better() -> None:
+    claim = {**AT_LEAST, "metric": "steps_to_target", "op": "at_most", "margin": 10}
+
+    def verdict(random: list, grid: list) -> str:
+        groups = [
+            seeds("steps_to_target", random, search="random"),
+            seeds("steps_to_target", grid, search="grid"),
+        ]
+        return evaluate_claim(claim, groups).verdict
+
+    assert verdict([100, 101, 102], [100, 101, 102]) == CONFIRMED
+    assert verdict([200, 201, 202], [100, 101, 102]) == REFUTED
+    assert verdict([100, 150, 200], [100, 101, 102]) == INCONCLUSIVE
+
+
 def test_compare_pairs_share_the_other_overrides() -> None:
     groups = steps([100, 101, 102], [600, 601, 602], **{"optimizer.lr": "0.01"})
     groups += steps([100, 101, 102], [150, 151, 152], **{"optimizer.lr": "0.1"})  # not 2x at 0.1
@@ -348,6 +409,14 @@ def test_all_jobs_never_fails_an_upper_bound() -> None:
         (
             {"kind": "compare", "metric": "x", "a": {}, "b": {}, "op": "<", "factor": 0},
             "factor must be > 0",
+        ),
+        (
+            {"kind": "compare", "metric": "x", "a": {}, "b": {}, "op": "at_least", "margin": -1},
+            "margin is a tolerance",
+        ),
+        (
+            {"kind": "threshold", "metric": "x", "where": {}, "op": "at_least", "value": 1},
+            "op must be",
         ),
     ],
 )

@@ -16,7 +16,14 @@ import yaml
 from omegaconf import OmegaConf
 
 from trainlab.callbacks import CompareOnMultirunEnd
-from trainlab.compare import compare, is_log_spaced, parse_override, run_compare
+from trainlab.compare import (
+    compare,
+    compare_main,
+    compare_searches,
+    is_log_spaced,
+    parse_override,
+    run_compare,
+)
 
 T_975_DF2 = 4.302652729749464  # Student t quantile 0.975, 2 degrees of freedom
 
@@ -364,3 +371,130 @@ def test_real_sweep_runs_compare_at_the_end(tmp_path: Path) -> None:
         text=True,
     )
     assert proc.returncode == 2 and str(tmp_path / "nope") in proc.stderr
+
+
+# ---------------------------------------------------------------- several sweeps: searches
+
+AT_LEAST = {
+    "text": "random at least as good as the grid", "kind": "compare", "metric": "best_val_acc",
+    "a": {"search": "hparam_search"}, "op": "at_least", "b": {"search": "hparam_grid"},
+    "margin": 0.01,
+}  # fmt: skip
+# per seed: (lr, weight_decay, best_val_acc, test_acc) of each trial; the best is marked
+RANDOM = {
+    0: [(1e-3, 1e-5, 0.84, 0.83), (2e-2, 1e-3, 0.70, 0.69), (4e-3, 2e-6, 0.88, 0.85)],  # best
+    1: [(5e-3, 1e-4, 0.87, 0.80), (1e-4, 1e-6, 0.60, 0.61), (3e-4, 1e-2, 0.75, 0.76)],
+    2: [(2e-3, 3e-5, 0.89, 0.86), (9e-2, 5e-3, 0.30, 0.31), (7e-3, 1e-4, 0.80, 0.81)],
+}
+GRID = {
+    seed: [(lr, 1e-4, acc + seed / 100, acc + seed / 100 - 0.02) for lr, acc in points]
+    for seed, points in enumerate([[(3.16e-4, 0.78), (3.16e-3, 0.82), (3.16e-2, 0.70)]] * 3)
+}
+
+
+def make_search(sweep: Path, name: str, trials: dict, claims: list | None = None) -> Path:
+    exp = {"name": name, "rank_by": "best_val_acc", "cross_sweep_claims": claims or []}
+    for seed, points in trials.items():
+        for i, (lr, wd, best, test) in enumerate(points):
+            make_job(
+                sweep,
+                [f"optimizer.lr={lr}", f"regularizer.weight_decay={wd}", f"seed={seed}"],
+                summary(best - 0.01, best_val_acc=best, test_acc=test, seed=seed),
+                experiment=exp,
+                name=f"{seed}_{i}",  # Optuna sweeps number their jobs
+            )
+    return sweep
+
+
+def per_seed_best(trials: dict) -> tuple[np.ndarray, np.ndarray]:
+    best = [max(points, key=lambda p: p[2]) for _, points in sorted(trials.items())]
+    return np.array([b[2] for b in best]), np.array([b[3] for b in best])
+
+
+@pytest.fixture
+def searches(tmp_path: Path) -> tuple[Path, Path]:
+    return (
+        make_search(tmp_path / "search", "hparam_search", RANDOM, [AT_LEAST]),
+        make_search(tmp_path / "grid", "hparam_grid", GRID),
+    )
+
+
+def test_searches_compare_the_best_job_per_seed(searches: tuple[Path, Path]) -> None:
+    result = compare_searches(searches)
+    assert [s.label for s in result.searches] == ["hparam_search", "hparam_grid"]  # ranked
+    for s, trials in zip(result.searches, (RANDOM, GRID), strict=True):
+        val, test = per_seed_best(trials)
+        assert (len(s.jobs), s.best.n) == (9, 3)
+        for metric, vals in (("best_val_acc", val), ("test_acc", test)):
+            st = s.best.stat(metric)
+            half = T_975_DF2 * vals.std(ddof=1) / math.sqrt(3)
+            assert (st.mean, st.std) == pytest.approx((vals.mean(), vals.std(ddof=1)))
+            assert (st.lo, st.hi) == pytest.approx((vals.mean() - half, vals.mean() + half))
+    random = result.searches[0]
+    assert [j.params["optimizer.lr"] for j in random.best.jobs] == ["0.004", "0.005", "0.002"]
+    # the default output: a folder of the first sweep; its own comparison.md is left alone
+    out = searches[0] / "hparam_search_vs_hparam_grid"
+    assert result.out_dir == out and not (searches[0] / "comparison.md").exists()
+    rows = list(csv.DictReader((out / "comparison.csv").open()))
+    assert [(r["search"], r["jobs"], r["seeds"]) for r in rows] == [
+        ("hparam_search", "9", "3"),
+        ("hparam_grid", "9", "3"),
+    ]
+    assert float(rows[0]["test_acc_mean"]) == pytest.approx(per_seed_best(RANDOM)[1].mean())
+    assert rows[0]["best_configuration"] == (
+        "optimizer.lr=0.002,regularizer.weight_decay=3e-05 (best_val_acc 0.890, seed 2)"
+    )
+    md = (out / "comparison.md").read_text()
+    assert "# Comparison of searches: hparam_search vs hparam_grid" in md
+    assert "## Per seed" in md and "| hparam_grid | 2 | 3 | 0.840 | 0.820 |" in md
+
+
+@pytest.mark.parametrize(
+    "shift, verdict",
+    [(0.0, "confirmed"), (-0.15, "refuted"), (-0.05, "inconclusive")],
+)
+def test_cross_sweep_claims_are_judged(tmp_path: Path, shift: float, verdict: str) -> None:
+    """Random per-seed bests 0.88, 0.87, 0.89 (95% interval 0.855-0.905), shifted, against the
+    grid's 0.82, 0.83, 0.84 (0.795-0.845; lowered by the 0.01 margin: 0.785-0.835)."""
+    random = {s: [(lr, wd, b + shift, t) for lr, wd, b, t in ps] for s, ps in RANDOM.items()}
+    a = make_search(tmp_path / "search", "hparam_search", random, [AT_LEAST])
+    b = make_search(tmp_path / "grid", "hparam_grid", GRID, [AT_LEAST])  # stated twice, judged once
+    result = compare_searches([a, b], tmp_path / "out")
+    assert [c.verdict for c in result.claims] == [verdict]
+    claims = json.loads((tmp_path / "out" / "claims.json").read_text())
+    assert claims[0]["verdict"] == verdict and claims[0]["numbers"][0]["a"]["n"] == 3
+    assert claims[0]["numbers"][0]["b"]["group"] == "hparam_grid"
+
+
+def test_searches_skip_diverged_and_failed_jobs(tmp_path: Path) -> None:
+    a = make_search(tmp_path / "a", "a", {0: RANDOM[0], 1: RANDOM[1]})
+    make_job(a, ["optimizer.lr=10", "seed=0"], summary(0.98, status="diverged"), name="div")
+    make_job(a, ["optimizer.lr=20", "seed=2"], {"status": "failed", "error": "boom"}, name="f")
+    b = make_search(tmp_path / "b", "a", GRID)  # the same experiment twice: labelled by dir
+    result = compare_searches([a, b])
+    first = next(s for s in result.searches if s.label == "a@a")
+    assert [j.params["optimizer.lr"] for j in first.best.jobs] == ["0.004", "0.005"]
+    assert (first.count("diverged"), first.count("failed")) == (1, 1)
+    md = (result.out_dir / "comparison.md").read_text()
+    assert "| a@a | 2 | 1 | – | – | no completed job |" in md and "boom" in md
+
+
+def test_cli_compares_several_sweeps(searches: tuple[Path, Path], tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "trainlab", "compare", *map(str, searches)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    out = searches[0] / "hparam_search_vs_hparam_grid" / "comparison.md"
+    assert f"Wrote {out}" in proc.stdout and out.is_file()
+    assert "best_val_acc (best per seed)" in proc.stdout and "[CONFIRMED]" in proc.stdout
+    proc = subprocess.run([*cmd, "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert proc.returncode == 0 and (tmp_path / "o" / "claims.json").is_file()
+    proc = subprocess.run([*cmd[:-1], str(tmp_path / "nope")], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f"trainlab compare: no such directory: {tmp_path / 'nope'}"
+    ]
+
+
+@pytest.mark.parametrize("args", [[], ["a", "--out"], ["a", "--out", "o"], ["a", "b", "-x"]])
+def test_compare_usage_errors_exit_2(args: list[str], capsys) -> None:
+    assert compare_main(args) == 2
+    assert capsys.readouterr().err.startswith("usage: trainlab compare")

@@ -161,3 +161,19 @@ def test_hparam_search_is_random_in_log_space_and_the_grid_matches_its_budget() 
     for key in ("optimizer.lr", "regularizer.weight_decay"):  # the grid lies inside the box
         box = parser.parse_override(f"{key}={sweeper.params[key]}").value()
         assert all(box.start < v < box.end for v in grid[key])
+
+
+def test_hparam_cross_sweep_claims_name_both_searches(summary_keys: set[str]) -> None:
+    """random vs grid is judged by `trainlab compare SEARCH GRID`: each search is labelled by
+    its experiment name, and every cross-sweep claim is well formed and names both."""
+    searches = {
+        compose([f"+experiment={n}"]).experiment.name for n in ("hparam_search", "hparam_grid")
+    }
+    exp = OmegaConf.to_container(compose(["+experiment=hparam_search"]).experiment)
+    assert exp["cross_sweep_claims"]
+    for spec in exp["cross_sweep_claims"]:
+        claim = check_claim(spec)
+        assert claim["metric"] in summary_keys
+        assert (
+            claim["kind"] == "compare" and {claim["a"]["search"], claim["b"]["search"]} == searches
+        )

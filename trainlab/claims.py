@@ -10,6 +10,13 @@ An experiment states its claims in its config (`experiment.claims`, a list of di
       b: {activation: tanh}
       factor: 2                  # optional: a < b / factor (lower), a > b * factor (higher)
       margin: 0                  # optional, additive: a < b / factor - margin, a > b * factor + margin
+    - text: random search finds a configuration at least as good as the grid (within 0.01)
+      kind: compare
+      metric: best_val_acc
+      a: {search: hparam_search}
+      op: at_least               # at_least | at_most: a is not worse than b by more than margin
+      b: {search: hparam_grid}
+      margin: 0.01               # here a tolerance >= 0: a >= b * factor - margin (at_most: a <= b / factor + margin)
     - text: with batch norm, val accuracy stays above 0.8 across init scales
       kind: threshold            # the selected groups' metric is above/below a value
       metric: val_acc
@@ -41,12 +48,27 @@ Verdicts rest on each group's mean and 95% Student-t interval over its seeds:
 - refuted: they separate the other way (or the interval lies entirely on the wrong side); for
   all_jobs, some job violates it;
 - inconclusive: anything else, and always when a group has fewer than 2 seeds or is missing.
+`at_least` (non-inferiority, "a is at least as good as b, up to margin") is confirmed when a's
+whole interval lies above b's whole interval lowered by the margin (a.lo > b.hi * factor -
+margin), refuted when a's whole interval lies below it (a.hi < b.lo * factor - margin: a is
+worse by more than the margin), inconclusive otherwise. Overlapping intervals are *not*
+evidence that a is as good as b: with margin 0, at_least confirms exactly when higher does,
+and a margin is the difference one is willing to call "as good", fixed before the run.
+`at_most` is its mirror image for lower-is-better metrics: confirmed when a.hi < b.lo / factor +
+margin, refuted when a.lo > b.hi / factor + margin.
 A group where some seed never reached the target has an interval [low over those that did, +inf].
 When a selector matches several groups (other overrides vary), each matching pair that shares
 the other overrides (compare), or each group (threshold, all_jobs), gets its own verdict, and
 with `require: all` the claim is confirmed if all are, refuted if any is, inconclusive
 otherwise; with `require: any`, confirmed if any is, refuted if all are.
 Each pair is judged at 95% on its own: with many pairs, one spurious verdict is more likely.
+
+Across sweeps (`trainlab compare SWEEP_A SWEEP_B ...`, see compare.py), each sweep is a
+*search* labelled by its experiment name, and the groups claims see are the searches: group
+`search=<label>` holds, for each seed, the search's best completed job by the ranking metric (the
+configuration that search found with that seed). Those claims live in
+`experiment.cross_sweep_claims` of any of the sweeps' experiments, select with `{search: LABEL}`,
+and may use any metric of the chosen jobs (e.g. test_acc: selected on validation, judged on test).
 """
 
 from __future__ import annotations
@@ -60,6 +82,7 @@ CONFIRMED, REFUTED, INCONCLUSIVE = "confirmed", "refuted", "inconclusive"
 KINDS = ("compare", "threshold", "all_jobs")
 LOWER_OPS = {"lower", "below", "less", "fewer", "smaller", "<", "<="}
 HIGHER_OPS = {"higher", "above", "greater", "more", "larger", ">", ">="}
+TOLERANT_OPS = {"at_least": "higher", "at_most": "lower"}  # compare only: margin is a tolerance
 JOB_OPS: dict[str, Callable[[float, float], bool]] = {
     "<": lambda x, y: x < y,
     "<=": lambda x, y: x <= y,
@@ -265,25 +288,34 @@ def check_claim(spec: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("a", "b", "where"):
         if key in claim and not isinstance(claim[key], Mapping):
             raise ValueError(f"claim '{key}' must be a mapping of override key -> value")
+    claim["tolerant"] = kind == "compare" and claim["op"] in TOLERANT_OPS
     claim["op"] = _check_op(kind, str(claim["op"]))
     if claim["require"] not in ("all", "any"):
         raise ValueError(f"claim require must be all or any, got {claim['require']!r}")
     if not float(claim["factor"]) > 0:
         raise ValueError(f"claim factor must be > 0, got {claim['factor']!r}")
+    if claim["tolerant"] and not float(claim["margin"]) >= 0:
+        raise ValueError(f"{spec['op']} claim margin is a tolerance: >= 0, got {claim['margin']!r}")
     float(claim.get("value", 0)), float(claim["margin"])  # numbers, or ValueError
     claim.setdefault("text", f"{kind} {claim['metric']}")
     return claim
 
 
 def _check_op(kind: str, op: str) -> str:
-    """all_jobs: one of < <= > >= (below/above accepted); else 'lower' or 'higher'."""
+    """all_jobs: one of < <= > >= (below/above accepted); else 'lower' or 'higher'
+    (compare also takes at_least/at_most, which check_claim marks as tolerant)."""
     if kind == "all_jobs":
         op = {"below": "<", "lower": "<", "above": ">", "higher": ">"}.get(op, op)
         if op not in JOB_OPS:
             raise ValueError(f"all_jobs claim op must be one of {', '.join(JOB_OPS)}, got {op!r}")
         return op
+    if kind == "compare" and op in TOLERANT_OPS:
+        return TOLERANT_OPS[op]
     if op not in LOWER_OPS | HIGHER_OPS:
-        raise ValueError(f"{kind} claim op must be lower/below/< or higher/above/>, got {op!r}")
+        also = ", at_least, at_most" if kind == "compare" else ""
+        raise ValueError(
+            f"{kind} claim op must be lower/below/< or higher/above/>{also}, got {op!r}"
+        )
     return "lower" if op in LOWER_OPS else "higher"
 
 
@@ -360,6 +392,8 @@ def _judge_pair(claim: dict, a: GroupLike, b: GroupLike, shared: dict) -> tuple:
     metric, lower = claim["metric"], claim["op"] == "lower"
     sa, sb = a.stat(metric), b.stat(metric)
     f, m = float(claim["factor"]), float(claim["margin"])
+    if claim["tolerant"]:  # at_least / at_most: the margin is given to a, not demanded of it
+        m = -m
 
     def target(x: float) -> float:  # the value a must beat: b / f - m (lower), b * f + m (higher)
         return x / f - m if lower else x * f + m
@@ -377,6 +411,12 @@ def _judge_pair(claim: dict, a: GroupLike, b: GroupLike, shared: dict) -> tuple:
     keys = list(claim["a"]) + [k for k in claim["b"] if k not in claim["a"]]
     text = f"{_short(a, keys)} {fmt_stat(sa)} vs {_short(b, keys)} {fmt_stat(sb)}"
     text += _relation(sa, sb, metric, lower, f)
+    if claim["tolerant"]:
+        b_side = f"b / {fmt_num(f)}" if lower else f"{fmt_num(f)} b"
+        b_side = "b" if f == 1 else b_side
+        text += (
+            f" (claimed a {'<=' if lower else '>='} {b_side} {'+' if lower else '-'} {fmt_num(-m)})"
+        )
     text = _prefix(shared) + text + (f"; {why}" if why else "")
     numbers = {
         "a": {"group": a.label, **stat_numbers(sa)},

@@ -119,13 +119,10 @@ def main(argv: list[str] | None = None) -> None:
         _hydra_command(_train_task, cmd, args)
     elif cmd == "probe":
         _hydra_command(_probe_task, cmd, args)
-    elif cmd == "compare":
-        from trainlab.compare import run_compare
+    elif cmd == "compare":  # SWEEP_DIR, or SWEEP_A SWEEP_B ... [--out DIR]: searches compared
+        from trainlab.compare import compare_main
 
-        if len(args) != 1 or args[0].startswith("-"):
-            print("usage: trainlab compare SWEEP_DIR", file=sys.stderr)
-            sys.exit(2)
-        sys.exit(run_compare(args[0]))
+        sys.exit(compare_main(args))
     else:
         print(
             f"trainlab: error: unknown command {cmd!r}: allowed are train, probe, compare",

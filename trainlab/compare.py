@@ -13,6 +13,12 @@ a result). Failed jobs (an exception: a bug, not a measurement) and jobs with no
 summary.json (killed) are counted and listed, never averaged. A metric a job lacks (absent, null,
 NaN) is left out of that metric only; a null `steps_to_target`/`seconds_to_target` is "never
 reached": reported as "k/n never", left out of the mean, and ranked as +inf (see claims.py).
+
+`trainlab compare SWEEP_A SWEEP_B ... [--out DIR]` compares sweeps as hyperparameter searches
+(e.g. hparam_search against hparam_grid): per search and seed, the best completed job by the
+ranking metric; a table of those per-seed bests, and the experiments' `cross_sweep_claims`.
+It only reads the sweeps, and writes comparison.md, comparison.csv and claims.json into DIR
+(default SWEEP_A/<search>_vs_<search>/, so SWEEP_A's own comparison.md stays).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from trainlab.claims import (
     Stat,
     describe,
     evaluate_claims,
+    fmt_num,
     fmt_stat,
     lower_is_better,
     metric_value,
@@ -266,8 +273,8 @@ def rank_groups(groups: Sequence[Group], metric: str, descending: bool) -> list[
 # ---------------------------------------------------------------- compare
 
 
-def compare(sweep_dir: str | Path) -> Comparison:
-    """Read, group, rank, judge the claims; write the table, CSV, claims, plots and TB runs."""
+def load_sweep(sweep_dir: str | Path) -> tuple[list[Job], dict[str, Any]]:
+    """(every job below sweep_dir, the experiment node); ConfigError for a missing or empty dir."""
     sweep = Path(sweep_dir)
     if not sweep.is_dir():
         raise ConfigError(f"trainlab compare: no such directory: {sweep}")
@@ -277,11 +284,22 @@ def compare(sweep_dir: str | Path) -> Comparison:
             f"trainlab compare: no job directories (.hydra/overrides.yaml) under {sweep}"
         )
     ignored = ignored_keys(job_dirs)
-    experiment = read_experiment(job_dirs)
+    return [load_job(d, ignored) for d in job_dirs], read_experiment(job_dirs)
+
+
+def rank_setting(experiment: dict[str, Any]) -> tuple[str, bool]:
+    """(experiment.rank_by, default val_acc; whether higher is better)."""
     rank_by = str(experiment.get("rank_by") or "val_acc")
     order = experiment.get("rank_order")
-    descending = order == "descending" if order else not lower_is_better(rank_by)
-    groups = rank_groups(group_jobs([load_job(d, ignored) for d in job_dirs]), rank_by, descending)
+    return rank_by, (order == "descending" if order else not lower_is_better(rank_by))
+
+
+def compare(sweep_dir: str | Path) -> Comparison:
+    """Read, group, rank, judge the claims; write the table, CSV, claims, plots and TB runs."""
+    sweep = Path(sweep_dir)
+    jobs, experiment = load_sweep(sweep)
+    rank_by, descending = rank_setting(experiment)
+    groups = rank_groups(group_jobs(jobs), rank_by, descending)
     claims = evaluate_claims(experiment.get("claims") or [], groups)
     result = Comparison(sweep, groups, experiment, rank_by, descending, claims)
     write_outputs(result)
@@ -372,13 +390,15 @@ def _intro(result: Comparison) -> list[str]:
     return lines
 
 
-def _claim_lines(result: Comparison, markdown: bool) -> list[str]:
-    if not result.claims:
-        return ["No claims stated (experiment.claims is empty)."]
+def _claim_lines(
+    claims: Sequence[ClaimResult], markdown: bool, where: str = "experiment.claims"
+) -> list[str]:
+    if not claims:
+        return [f"No claims stated ({where} is empty)."]
     if markdown:
-        rows = [[c.text, f"**{c.verdict}**", c.detail] for c in result.claims]
+        rows = [[c.text, f"**{c.verdict}**", c.detail] for c in claims]
         return [markdown_table(["claim", "verdict", "numbers"], rows)]
-    return [f"[{c.verdict.upper()}] {c.text}\n    {c.detail}" for c in result.claims]
+    return [f"[{c.verdict.upper()}] {c.text}\n    {c.detail}" for c in claims]
 
 
 def _problem_lines(result: Comparison) -> list[str]:
@@ -396,7 +416,7 @@ def format_markdown(result: Comparison) -> str:
     title = result.experiment.get("name") or result.sweep_dir.name
     parts = [f"# Comparison: {title}", "\n\n".join(_intro(result))]
     parts += ["## Results", markdown_table(_headers(result), _rows(result, interval=True))]
-    parts += ["## Claims", *_claim_lines(result, markdown=True)]
+    parts += ["## Claims", *_claim_lines(result.claims, markdown=True)]
     parts += ["## Failed, diverged and missing jobs", "\n".join(_problem_lines(result))]
     plots = [p for p in result.files if p.suffix == ".png"]
     if plots:
@@ -406,7 +426,7 @@ def format_markdown(result: Comparison) -> str:
 
 def format_terminal(result: Comparison) -> str:
     parts = [*_intro(result), "", text_table(_headers(result), _rows(result, interval=False))]
-    parts += ["", "Claims:", *_claim_lines(result, markdown=False)]
+    parts += ["", "Claims:", *_claim_lines(result.claims, markdown=False)]
     if any(j.status != "completed" for j in result.jobs):
         parts += ["", "Failed, diverged and missing jobs:", *_problem_lines(result)]
     parts += [
@@ -634,3 +654,270 @@ def plot_vs_param(result: Comparison, key: str, plot_dir: Path) -> Path:
     if not scatter and len(lines) > 1:
         _legend(fig, ax, len(lines))
     return _save(fig, plot_dir / f"{metric}_vs_{_safe(key)}.png")
+
+
+# ---------------------------------------------------------------- several sweeps: searches
+#
+# `trainlab compare SWEEP_A SWEEP_B ...`: each sweep is a hyperparameter search. For each seed,
+# the search's result is its best completed job by the ranking metric (selected on validation,
+# as a search would); the searches are compared over those per-seed bests, and judged by the
+# `experiment.cross_sweep_claims` of their experiments (schema and verdicts: claims.py).
+
+SEARCH_FILES = ("comparison.md", "comparison.csv", "claims.json")
+CROSS = "every experiment's cross_sweep_claims"
+
+
+@dataclass
+class Search:
+    """One sweep seen as a search: `best` holds one job per seed, labelled {search: label}."""
+
+    label: str
+    sweep_dir: Path
+    experiment: dict[str, Any]
+    jobs: list[Job]  # every job of the sweep
+    best: Group
+
+    def trials(self, seed: str | None) -> int:
+        return sum(j.seed == seed for j in self.jobs)
+
+    def count(self, status: str) -> int:
+        return sum(j.status == status for j in self.jobs)
+
+
+@dataclass
+class SearchComparison:
+    searches: list[Search]  # ranked, best first
+    out_dir: Path
+    rank_by: str
+    descending: bool
+    claims: list[ClaimResult]
+    notes: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def metrics(self) -> list[str]:
+        return list(dict.fromkeys((self.rank_by, "test_acc")))
+
+
+def best_per_seed(jobs: Sequence[Job], metric: str, descending: bool) -> list[Job]:
+    """For each seed, the completed job with the best value of `metric` (first on ties);
+    diverged jobs are results but not configurations a search would pick."""
+    best: dict[str | None, tuple[float, Job]] = {}
+    for job in jobs:
+        value = metric_value(job.summary, metric) if job.status == "completed" else None
+        if value is None or math.isnan(value):
+            continue
+        held = best.get(job.seed)
+        if held is None or (value > held[0] if descending else value < held[0]):
+            best[job.seed] = (value, job)
+    return [best[seed][1] for seed in sorted(best, key=_seed_key)]
+
+
+def _seed_key(seed: str | None) -> tuple:
+    try:
+        return (0, float(seed), "")  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return (1, 0.0, str(seed))
+
+
+def search_labels(sweeps: Sequence[Path], experiments: Sequence[dict[str, Any]]) -> list[str]:
+    """Each sweep's experiment name (else its directory name); `name@dir` where two collide."""
+    names = [str(e.get("name") or p.name) for p, e in zip(sweeps, experiments, strict=True)]
+    return [
+        f"{n}@{p.name}" if names.count(n) > 1 else n for n, p in zip(names, sweeps, strict=True)
+    ]
+
+
+def cross_sweep_claims(experiments: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every experiment's `cross_sweep_claims`, in sweep order, each claim once."""
+    claims: list[dict[str, Any]] = []
+    for exp in experiments:
+        for claim in exp.get("cross_sweep_claims") or []:
+            if claim not in claims:
+                claims.append(claim)
+    return claims
+
+
+def compare_searches(
+    sweep_dirs: Sequence[str | Path], out_dir: str | Path | None = None
+) -> SearchComparison:
+    """Compare several sweeps as searches; write comparison.md/.csv and claims.json into
+    out_dir (default: a folder named after the searches inside the first sweep)."""
+    sweeps = [Path(d) for d in sweep_dirs]
+    loaded = [load_sweep(p) for p in sweeps]
+    experiments = [exp for _, exp in loaded]
+    labels = search_labels(sweeps, experiments)
+    rank_by, descending = rank_setting(experiments[0])
+    notes = [
+        f"{label} ranks by {rank_setting(exp)[0]}; every search is judged by {rank_by} here"
+        for label, exp in zip(labels, experiments, strict=True)
+        if rank_setting(exp)[0] != rank_by
+    ]
+    searches = []
+    for label, path, (jobs, exp) in zip(labels, sweeps, loaded, strict=True):
+        best = best_per_seed(jobs, rank_by, descending)
+        group = Group(label, {"search": label}, best, _shared_choices(best))
+        searches.append(Search(label, path, exp, jobs, group))
+    ranked = rank_groups([s.best for s in searches], rank_by, descending)
+    searches.sort(key=lambda s: next(i for i, g in enumerate(ranked) if g is s.best))
+    claims = evaluate_claims(cross_sweep_claims(experiments), ranked)
+    out = Path(out_dir) if out_dir else sweeps[0] / _safe("_vs_".join(labels))
+    result = SearchComparison(searches, out, rank_by, descending, claims, notes)
+    write_search_outputs(result)
+    return result
+
+
+def run_compare_searches(sweep_dirs: Sequence[str], out_dir: str | None = None) -> int:
+    """CLI entry for several sweeps; exit code 2 for a missing or empty dir."""
+    try:
+        result = compare_searches(sweep_dirs, out_dir)
+    except ConfigError as err:
+        print(str(err), file=sys.stderr)
+        return 2
+    print(format_search_terminal(result))
+    return 0
+
+
+def compare_main(args: Sequence[str]) -> int:
+    """`trainlab compare SWEEP_DIR` or `trainlab compare SWEEP_A SWEEP_B ... [--out DIR]`."""
+    usage = "usage: trainlab compare SWEEP_DIR | trainlab compare SWEEP_A SWEEP_B ... [--out DIR]"
+    dirs, out, rest = [], None, list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--out" and rest and out is None:
+            out = rest.pop(0)
+        elif arg.startswith("--out=") and out is None:
+            out = arg.removeprefix("--out=")
+        elif arg.startswith("-"):
+            dirs = []
+            break
+        else:
+            dirs.append(arg)
+    if not dirs or (len(dirs) == 1 and out is not None):
+        print(usage, file=sys.stderr)
+        return 2
+    return run_compare(dirs[0]) if len(dirs) == 1 else run_compare_searches(dirs, out)
+
+
+def write_search_outputs(result: SearchComparison) -> None:
+    out = result.out_dir
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"trainlab compare: cannot write into {out}: {err.strerror}") from err
+    texts = (
+        format_search_markdown(result),
+        format_search_csv(result),
+        json.dumps([c.to_dict() for c in result.claims], indent=2, allow_nan=False) + "\n",
+    )
+    for name, text in zip(SEARCH_FILES, texts, strict=True):
+        (out / name).write_text(text)
+        result.files.append(out / name)
+
+
+def _short_params(params: dict[str, str]) -> str:
+    """'optimizer.lr=0.00316,regularizer.weight_decay=2.15e-05': numbers to 3 digits."""
+    cells = [f"{k}={f'{float(v):.3g}' if _is_number(v) else v}" for k, v in sorted(params.items())]
+    return ",".join(cells) or "default"
+
+
+def _best_cell(search: Search, metric: str, descending: bool) -> str:
+    """The best configuration over all seeds, with its value and seed."""
+    if not search.best.jobs:
+        return "–"
+    values = [(metric_value(j.summary, metric), j) for j in search.best.jobs]
+    value, job = (max if descending else min)(values, key=lambda vj: vj[0])
+    return f"{_short_params(job.params)} ({metric} {fmt_num(value)}, seed {job.seed})"
+
+
+def _search_headers(result: SearchComparison) -> list[str]:
+    stats = [f"{result.rank_by} (best per seed)"]
+    stats += [f"{m} (of that job)" for m in result.metrics[1:]]
+    return ["rank", "search", "jobs", "seeds", *stats, "best configuration", *PROBLEMS]
+
+
+def _search_rows(result: SearchComparison, interval: bool) -> list[list[str]]:
+    rows = []
+    for rank, s in enumerate(result.searches, 1):
+        cells = [fmt_stat(s.best.stat(m), interval) + _shortfall(s.best, m) for m in result.metrics]
+        best = _best_cell(s, result.rank_by, result.descending)
+        counts = [str(s.count(p)) for p in PROBLEMS]
+        rows.append([str(rank), s.label, str(len(s.jobs)), str(s.best.n), *cells, best, *counts])
+    return rows
+
+
+def _seed_rows(result: SearchComparison) -> list[list[str]]:
+    rows = []
+    for s in result.searches:
+        chosen = {j.seed: j for j in s.best.jobs}
+        for seed in sorted({j.seed for j in s.jobs}, key=_seed_key):
+            job = chosen.get(seed)
+            cells = [
+                fmt_num(v) if job and (v := metric_value(job.summary, m)) is not None else "–"
+                for m in result.metrics
+            ]
+            config = _short_params(job.params) if job else "no completed job"
+            rows.append([s.label, str(seed), str(s.trials(seed)), *cells, config])
+    return rows
+
+
+def _seed_headers(result: SearchComparison) -> list[str]:
+    return ["search", "seed", "jobs", *result.metrics, "configuration chosen"]
+
+
+def _search_intro(result: SearchComparison) -> list[str]:
+    lines = [f"Search {s.label}: {len(s.jobs)} jobs in {s.sweep_dir}" for s in result.searches]
+    better = "higher" if result.descending else "lower"
+    lines.append(
+        f"Per seed, each search's result is its best completed job by {result.rank_by} ({better}"
+        " is better): the configuration that search found with that seed. Cells: mean ± std"
+        " [95% Student-t interval of the mean] over seeds of those per-seed bests."
+    )
+    return lines + result.notes
+
+
+def _search_problem_lines(result: SearchComparison) -> list[str]:
+    bad = [(s, j) for s in result.searches for j in s.jobs if j.status != "completed"]
+    if not bad:
+        return ["None: every job completed."]
+    return [f"- {s.label} {j.status}: `{_rel(j.path, s.sweep_dir)}`: {j.reason}" for s, j in bad]
+
+
+def format_search_markdown(result: SearchComparison) -> str:
+    title = " vs ".join(s.label for s in result.searches)
+    parts = [f"# Comparison of searches: {title}", "\n\n".join(_search_intro(result))]
+    parts += ["## Results", markdown_table(_search_headers(result), _search_rows(result, True))]
+    parts += ["## Per seed", markdown_table(_seed_headers(result), _seed_rows(result))]
+    parts += ["## Claims", *_claim_lines(result.claims, True, CROSS)]
+    parts += ["## Failed, diverged and missing jobs", "\n".join(_search_problem_lines(result))]
+    return "\n\n".join(parts) + "\n"
+
+
+def format_search_terminal(result: SearchComparison) -> str:
+    parts = [*_search_intro(result), ""]
+    parts += [text_table(_search_headers(result), _search_rows(result, interval=True)), ""]
+    parts += ["Per seed:", text_table(_seed_headers(result), _seed_rows(result))]
+    parts += ["", "Claims:", *_claim_lines(result.claims, False, CROSS)]
+    if any(j.status != "completed" for s in result.searches for j in s.jobs):
+        parts += ["", "Failed, diverged and missing jobs:", *_search_problem_lines(result)]
+    parts += ["", f"Wrote {result.out_dir / 'comparison.md'} (and comparison.csv, claims.json)"]
+    return "\n".join(parts)
+
+
+def format_search_csv(result: SearchComparison) -> str:
+    cols = ["rank", "search", "sweep_dir", "jobs", "seeds", *PROBLEMS, "best_configuration"]
+    for m in result.metrics:
+        cols += [f"{m}_{s}" for s in CSV_STATS]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, cols, lineterminator="\n")
+    writer.writeheader()
+    for rank, s in enumerate(result.searches, 1):
+        row: dict[str, Any] = {"rank": rank, "search": s.label, "sweep_dir": str(s.sweep_dir)}
+        row |= {"jobs": len(s.jobs), "seeds": s.best.n} | {p: s.count(p) for p in PROBLEMS}
+        row["best_configuration"] = _best_cell(s, result.rank_by, result.descending)
+        for m in result.metrics:
+            st = s.best.stat(m)
+            vals = (st.n, st.mean, st.std, st.lo, st.hi, st.never)
+            row |= {f"{m}_{k}": _csv_num(v) for k, v in zip(CSV_STATS, vals, strict=True)}
+        writer.writerow(row)
+    return out.getvalue()
