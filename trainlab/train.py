@@ -92,7 +92,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"status": "failed", "seed": cfg.seed, "choices": choices(cfg)}
-    writer = None
+    writer, threads = None, torch.get_num_threads()
     try:
         validate(cfg)  # before anything is written but the summary that records the error
         writer = tb.open_writer(run_dir, cfg)
@@ -105,6 +105,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         summary["error"] = f"{type(err).__name__}: {err}"
         raise
     finally:
+        torch.set_num_threads(threads)  # the next job of a one-process sweep starts afresh
         if writer is not None:
             writer.close()
         write_json(run_dir / "summary.json", summary)
