@@ -28,7 +28,10 @@ def run(name: str, out: Path) -> dict:
     cwd.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     proc = subprocess.run(
-        ["trainlab", "train", "-m", f"+experiment={name}"], cwd=cwd, capture_output=True, text=True
+        [sys.executable, "-m", "trainlab", "train", "-m", f"+experiment={name}"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
     )
     wall = time.perf_counter() - start
     (cwd / "stdout.txt").write_text(proc.stdout + proc.stderr)

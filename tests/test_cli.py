@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import venv
@@ -19,7 +18,8 @@ TINY = ["data.subset=64", "trainer.epochs=1", "model.width=8", "model.depth=1"]
 def run(
     args: list[str], cwd: Path, exe: list[str] | None = None, **env
 ) -> subprocess.CompletedProcess:
-    exe = exe or [shutil.which("trainlab") or "trainlab"]
+    # the console script installed beside this interpreter (a venv's bin/, whatever PATH says)
+    exe = exe or [str(Path(sys.executable).with_name("trainlab"))]
     return subprocess.run(
         [*exe, *args],
         cwd=cwd,
