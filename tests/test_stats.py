@@ -14,6 +14,7 @@ from torch import nn
 from trainlab import build, diagnostics
 from trainlab.cli import conf_dir
 from trainlab.config import compose
+from trainlab.diagnostics import SCALAR_METRICS
 from trainlab.models import activation_layers
 from trainlab.stats import (
     INPUT,
@@ -90,18 +91,7 @@ def test_values_finite_on_a_healthy_model(model, activation):
     assert all(row["nonfinite"] == 0 for row in snap.acts.values())
     assert all(row["grad_norm"] > 0 and row["update_ratio"] > 0 for row in snap.weights.values())
     metrics = monitor.summary_metrics()
-    for key in (
-        "dead_fraction_max",
-        "dead_fraction_mean",
-        "saturated_fraction_max",
-        "act_std_first",
-        "act_std_last",
-        "act_std_ratio_last_first",
-        "grad_norm_first",
-        "grad_norm_last",
-        "grad_ratio_first_last",
-        "update_ratio_median",
-    ):
+    for key in SCALAR_METRICS:
         assert isinstance(metrics[key], float) and math.isfinite(metrics[key]), key
     assert len(metrics["act_std_step0"]) == len(snap.acts)
 

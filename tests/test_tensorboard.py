@@ -9,6 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.custom_scalar import layout_pb2
 
 from trainlab.config import compose
+from trainlab.diagnostics import SCALAR_METRICS
 from trainlab.train import train
 
 TINY = ["data.subset=128", "trainer.batch_size=32", "trainer.epochs=3", "trainer.max_steps=11",
@@ -80,18 +81,7 @@ def test_summary_metrics_and_diagnostics(run):
     _, run_dir, summary = run
     saved = json.loads((run_dir / "summary.json").read_text())
     metrics = saved["metrics"]
-    for key in (
-        "dead_fraction_max",
-        "dead_fraction_mean",
-        "saturated_fraction_max",
-        "act_std_first",
-        "act_std_last",
-        "act_std_ratio_last_first",
-        "grad_norm_first",
-        "grad_norm_last",
-        "grad_ratio_first_last",
-        "update_ratio_median",
-    ):
+    for key in SCALAR_METRICS:
         assert isinstance(metrics[key], float), key
     assert len(metrics["act_std_step0"]) == len(ACTS)
     assert isinstance(saved["diagnostics"], list)

@@ -22,6 +22,12 @@ HEALTHY_UPDATE = 1e-3  # the lecture's update-to-weight ratio
 FAR = 20.0  # a median update ratio outside [1e-3 / FAR, 1e-3 * FAR] is far from healthy
 
 Row = dict[str, float]
+# the scalar summary metrics every run with statistics has (experiments' claims read them)
+SCALAR_METRICS = (
+    "dead_fraction_max", "dead_fraction_mean", "saturated_fraction_max", "act_std_first",
+    "act_std_last", "act_std_ratio_last_first", "grad_norm_first", "grad_norm_last",
+    "grad_ratio_first_last", "update_ratio_median",
+)  # fmt: skip
 
 
 @dataclass
