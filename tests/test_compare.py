@@ -335,7 +335,7 @@ def test_callback_runs_compare_and_never_raises(sweep: Path, tmp_path: Path, mon
     def broken(_: str) -> int:
         raise RuntimeError("compare is broken")
 
-    monkeypatch.setattr("trainlab.compare.run_compare", broken)
+    monkeypatch.setattr("trainlab.compare.compare", broken)
     callback.on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
 
 

@@ -156,3 +156,8 @@ def register_configs() -> None:
     cs.store(name="trainlab_schema", node=Config)
     cs.store(group="model", name="mlp_schema", node=MLPConf)
     cs.store(group="model", name="cnn_schema", node=CNNConf)
+
+
+def choices(cfg: Any) -> dict[str, str]:
+    """The chosen option of every config group (each group node carries its `name`)."""
+    return {group: cfg[group].get("name") for group in GROUPS}

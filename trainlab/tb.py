@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-from trainlab.schema import GROUPS
+from trainlab.schema import choices
 
 METRIC_TAGS = ("val/acc", "val/loss", "train/loss", "test/acc")
 # the same keys in every job of a sweep; never the seed (it is what is averaged over)
@@ -27,7 +27,7 @@ NUMERIC_HPARAMS = (
 
 
 def hparams(cfg: DictConfig) -> dict[str, Any]:
-    values: dict[str, Any] = {group: str(cfg[group].get("name")) for group in GROUPS}
+    values: dict[str, Any] = {group: str(name) for group, name in choices(cfg).items()}
     for key in NUMERIC_HPARAMS:
         node, leaf = key.rsplit(".", 1)
         value = cfg[node].get(leaf)

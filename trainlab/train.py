@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from trainlab import build, initializers, stats, tb
 from trainlab.data import Splits, load_data
 from trainlab.errors import ConfigError
-from trainlab.schema import GROUPS
+from trainlab.schema import choices
 from trainlab.validate import validate, validate_data
 
 log = logging.getLogger("trainlab")
@@ -48,11 +48,6 @@ def resolve_device(name: str) -> torch.device:
 
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
-
-
-def choices(cfg: DictConfig) -> dict[str, str]:
-    """The chosen option of every config group (each group node carries its `name`)."""
-    return {group: cfg[group].get("name") for group in GROUPS}
 
 
 @torch.no_grad()
@@ -194,13 +189,8 @@ def _train(cfg: DictConfig, run_dir: Path, writer, summary: dict[str, Any]) -> N
             lr = optimizer.param_groups[0]["lr"]  # the lr this step used
             scheduler.step()
             step += 1
-            batch = torch.stack(
-                [
-                    loss.detach() * len(y),
-                    (logits.argmax(1) == y).sum(),
-                    torch.tensor(len(y), device=device),
-                ]
-            )
+            n = torch.full_like(loss.detach(), len(y))  # a device fill, not a host copy
+            batch = torch.stack([loss.detach() * n, (logits.argmax(1) == y).sum(), n])
             window += batch
             epoch_sums += batch
             if step % LOG_EVERY == 0 or step == total_steps:
