@@ -23,6 +23,7 @@ commands:
   train [OVERRIDES]      train one configuration; -m OVERRIDES runs a Hydra multirun sweep
   probe [OVERRIDES]      one batch forward/backward at initialisation: the per-layer table
   compare SWEEP_DIR      the verdict of a sweep: table, plots, claims
+  compare SWEEP_DIR --claims FILE.yaml   judge any sweep with the claims in FILE
   compare A B [--out D]  several sweeps (e.g. random vs grid search): per-seed best, claims
 
 Overrides are Hydra's: trainlab train activation=gelu init=kaiming_normal optimizer.lr=0.01

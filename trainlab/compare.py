@@ -41,14 +41,17 @@ import yaml
 from trainlab.claims import (
     ClaimResult,
     Stat,
+    check_claim,
     describe,
     evaluate_claims,
     fmt_num,
     fmt_stat,
+    infinite_word,
     lower_is_better,
     metric_value,
 )
 from trainlab.errors import ConfigError
+from trainlab.scores import job_value, metric_range
 
 TABLE_METRICS = (
     "val_acc", "best_val_acc", "test_acc", "train_loss",
@@ -93,10 +96,11 @@ class Group:
         return sum(j.measured for j in self.jobs)
 
     def values(self, metric: str) -> list[float | None]:
-        return [metric_value(j.summary, metric) for j in self.jobs if j.measured]
+        """Every measured job's value; a diverged job scores the worst case (scores.py)."""
+        return [job_value(j.summary, metric) for j in self.jobs if j.measured]
 
     def stat(self, metric: str) -> Stat:
-        return describe(self.values(metric))
+        return describe(self.values(metric), metric_range(metric))
 
     def count(self, status: str) -> int:
         return sum(j.status == status for j in self.jobs)
@@ -115,6 +119,14 @@ class Comparison:
     @property
     def jobs(self) -> list[Job]:
         return [j for g in self.groups for j in g.jobs]
+
+    @property
+    def metrics(self) -> list[str]:
+        """The table's metrics: the usual ones, then every metric a claim judges."""
+        claimed = [
+            c.get("metric") for c in self.experiment.get("claims") or [] if isinstance(c, dict)
+        ]
+        return list(dict.fromkeys([*TABLE_METRICS, *(str(m) for m in claimed if m)]))
 
 
 # ---------------------------------------------------------------- reading a sweep
@@ -224,13 +236,18 @@ def _reason(job: Job) -> str:
 
 
 def group_jobs(jobs: Sequence[Job]) -> list[Group]:
-    """Jobs with the same overrides but the seed form a group, labelled by those overrides."""
+    """Jobs with the same overrides but the seed form a group, labelled by the overrides that
+    differ between groups (an override every job shares is no part of a label)."""
     by_label: dict[str, list[Job]] = defaultdict(list)
     for job in jobs:
         by_label[group_label(job.params)].append(job)
+    params = [js[0].params for js in by_label.values()]
+    swept = {k for p in params for k, v in p.items() if any(q.get(k) != v for q in params)}
     return [
-        Group(label, dict(js[0].params), js, _shared_choices(js)) for label, js in by_label.items()
-    ]
+        Group(group_label({k: v for k, v in js[0].params.items() if k in swept}) if swept else label,
+              dict(js[0].params), js, _shared_choices(js))
+        for label, js in by_label.items()
+    ]  # fmt: skip
 
 
 def group_label(params: dict[str, str]) -> str:
@@ -294,10 +311,13 @@ def rank_setting(experiment: dict[str, Any]) -> tuple[str, bool]:
     return rank_by, (order == "descending" if order else not lower_is_better(rank_by))
 
 
-def compare(sweep_dir: str | Path) -> Comparison:
-    """Read, group, rank, judge the claims; write the table, CSV, claims, plots and TB runs."""
+def compare(sweep_dir: str | Path, claims_file: str | Path | None = None) -> Comparison:
+    """Read, group, rank, judge the claims (the experiment's, or those of `claims_file`);
+    write the table, CSV, claims, plots and TB runs."""
     sweep = Path(sweep_dir)
     jobs, experiment = load_sweep(sweep)
+    if claims_file is not None:
+        experiment = {**experiment, "claims": read_claims(claims_file)}
     rank_by, descending = rank_setting(experiment)
     groups = rank_groups(group_jobs(jobs), rank_by, descending)
     claims = evaluate_claims(experiment.get("claims") or [], groups)
@@ -306,10 +326,35 @@ def compare(sweep_dir: str | Path) -> Comparison:
     return result
 
 
-def run_compare(sweep_dir: str) -> int:
-    """CLI entry: compare, print the table and claims; exit code 2 for a missing or empty dir."""
+def read_claims(path: str | Path) -> list[dict[str, Any]]:
+    """Claims from a YAML file: a list of claims, or a mapping with `claims` (an experiment
+    node or file also works); ConfigError naming the problem otherwise."""
+    text = _read_yaml(Path(path)) if Path(path).is_file() else _MISSING_FILE
+    node = text.get("experiment", text) if isinstance(text, dict) else text
+    claims = node.get("claims") if isinstance(node, dict) else node
+    if text is _MISSING_FILE or not isinstance(claims, list) or not claims:
+        why = (
+            "no such file"
+            if text is _MISSING_FILE
+            else "allowed: a YAML list of claims, or a mapping with claims:"
+        )
+        raise ConfigError(f"trainlab compare: --claims={path}: {why}")
+    for spec in claims:
+        try:
+            check_claim(spec if isinstance(spec, dict) else {})
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"trainlab compare: --claims={path}: {err}") from None
+    return claims
+
+
+_MISSING_FILE = object()
+
+
+def run_compare(sweep_dir: str, claims_file: str | None = None) -> int:
+    """CLI entry: compare, print the table and claims; exit code 2 for a missing or empty dir
+    or a bad claims file."""
     try:
-        result = compare(sweep_dir)
+        result = compare(sweep_dir, claims_file)
     except ConfigError as err:
         print(str(err), file=sys.stderr)
         return 2
@@ -341,13 +386,16 @@ def _headers(result: Comparison) -> list[str]:
         "steps_to_target": f"steps to target{target}",
         "seconds_to_target": "seconds to target",
     }
-    return ["rank", "group", "n"] + [names.get(m, m) for m in TABLE_METRICS] + list(PROBLEMS)
+    return ["rank", "group", "n"] + [names.get(m, m) for m in result.metrics] + list(PROBLEMS)
 
 
 def _rows(result: Comparison, interval: bool) -> list[list[str]]:
     rows = []
     for rank, g in enumerate(result.groups, 1):
-        cells = [fmt_stat(g.stat(m), interval) + _shortfall(g, m) for m in TABLE_METRICS]
+        cells = [
+            fmt_stat(g.stat(m), interval, infinite_word(m)) + _shortfall(g, m)
+            for m in result.metrics
+        ]
         rows.append([str(rank), g.label, str(g.n), *cells, *(str(g.count(s)) for s in PROBLEMS)])
     return rows
 
@@ -439,7 +487,7 @@ def format_terminal(result: Comparison) -> str:
 def format_csv(result: Comparison) -> str:
     keys = sorted({k for g in result.groups for k in g.params})
     cols = ["rank", "group", *keys, "n", *PROBLEMS]
-    for m in TABLE_METRICS:
+    for m in result.metrics:
         cols += [f"{m}_{s}" for s in CSV_STATS]
     out = io.StringIO()
     writer = csv.DictWriter(out, cols, lineterminator="\n")
@@ -447,7 +495,7 @@ def format_csv(result: Comparison) -> str:
     for rank, g in enumerate(result.groups, 1):
         row: dict[str, Any] = {"rank": rank, "group": g.label, **g.params, "n": g.n}
         row |= {s: g.count(s) for s in PROBLEMS}
-        for m in TABLE_METRICS:
+        for m in result.metrics:
             st = g.stat(m)
             vals = (st.n, st.mean, st.std, st.lo, st.hi, st.never)
             row |= {f"{m}_{s}": _csv_num(v) for s, v in zip(CSV_STATS, vals, strict=True)}
@@ -779,24 +827,32 @@ def run_compare_searches(sweep_dirs: Sequence[str], out_dir: str | None = None) 
 
 
 def compare_main(args: Sequence[str]) -> int:
-    """`trainlab compare SWEEP_DIR` or `trainlab compare SWEEP_A SWEEP_B ... [--out DIR]`."""
-    usage = "usage: trainlab compare SWEEP_DIR | trainlab compare SWEEP_A SWEEP_B ... [--out DIR]"
-    dirs, out, rest = [], None, list(args)
+    """`trainlab compare SWEEP_DIR [--claims FILE]` or
+    `trainlab compare SWEEP_A SWEEP_B ... [--out DIR]`."""
+    usage = (
+        "usage: trainlab compare SWEEP_DIR [--claims FILE.yaml]"
+        " | trainlab compare SWEEP_A SWEEP_B ... [--out DIR]"
+    )
+    dirs, out, claims, rest = [], None, None, list(args)
     while rest:
         arg = rest.pop(0)
         if arg == "--out" and rest and out is None:
             out = rest.pop(0)
         elif arg.startswith("--out=") and out is None:
             out = arg.removeprefix("--out=")
+        elif arg == "--claims" and rest and claims is None:
+            claims = rest.pop(0)
+        elif arg.startswith("--claims=") and claims is None:
+            claims = arg.removeprefix("--claims=")
         elif arg.startswith("-"):
             dirs = []
             break
         else:
             dirs.append(arg)
-    if not dirs or (len(dirs) == 1 and out is not None):
+    if not dirs or (len(dirs) == 1 and out is not None) or (len(dirs) > 1 and claims is not None):
         print(usage, file=sys.stderr)
         return 2
-    return run_compare(dirs[0]) if len(dirs) == 1 else run_compare_searches(dirs, out)
+    return run_compare(dirs[0], claims) if len(dirs) == 1 else run_compare_searches(dirs, out)
 
 
 def write_search_outputs(result: SearchComparison) -> None:

@@ -126,6 +126,7 @@ def _train(cfg: DictConfig, run_dir: Path, writer, summary: dict[str, Any]) -> N
 
     summary.update(
         params=sum(p.numel() for p in model.parameters()),
+        num_classes=data.num_classes,  # chance accuracy 1/C: a diverged job's score (scores.py)
         target_train_error=cfg.trainer.target_train_error,
         steps_to_target=None,
         seconds_to_target=None,
