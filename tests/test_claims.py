@@ -488,3 +488,54 @@ def test_claims_json_from_a_sweep(tmp_path: Path) -> None:
     assert math.isfinite(b["hi"])  # the t-interval over the seeds that reached the target
     assert claims[0]["numbers"][0]["test"]["method"] == "ranks"  # never: judged by ranks
     assert all(c["text"] and c["detail"] for c in claims)
+
+
+# ---------------------------------------------------------------- every job counts
+
+
+def test_a_diverged_job_scores_the_worst_case() -> None:
+    from trainlab.scores import job_value, metric_range
+
+    div = {"status": "diverged", "num_classes": 10, "initial_loss": 2.3, "steps_to_target": 40}
+    assert job_value(div, "val_acc") == pytest.approx(0.1)  # chance, never dropped
+    assert job_value(div, "train_error") == pytest.approx(0.9)
+    assert job_value(div, "train_loss") == math.inf and job_value(div, "acc_gap") == math.inf
+    assert job_value(div, "initial_loss") == 2.3  # measured before it blew up: kept
+    assert job_value(div, "steps_to_target") == 40  # reached the target before diverging
+    assert job_value(div, "metrics.dead_fraction_max") is None  # not an outcome: no value
+    assert job_value({"status": "diverged"}, "val_acc") == -math.inf  # no C: judged by ranks
+    assert job_value({"status": "completed"}, "diverged_at_step") == math.inf  # never diverged
+    assert metric_range("val_acc") == (0, 1) and metric_range("steps_to_target")[0] == 0
+    assert metric_range("metrics.act_std_ratio_last_first") == (0, math.inf)
+
+
+def test_bn_beats_a_plain_net_that_diverged() -> None:
+    """The plain net diverges at lr 1 in every seed: scored at chance, BN's win is confirmed."""
+    claim = {"kind": "compare", "metric": "val_acc", "op": "higher",
+             "a": {"norm": "batch"}, "b": {"norm": "none"}}  # fmt: skip
+    bn = group({"norm": "batch"}, [{"val_acc": v} for v in (0.90, 0.93, 0.91)])
+    plain = group({"norm": "none"}, [{"status": "diverged", "num_classes": 10}] * 3)
+    r = evaluate_claim(claim, [bn, plain])
+    assert r.verdict == CONFIRMED and "3 diverged, scored as the worst case" in r.detail
+    loss = {**claim, "metric": "train_loss", "op": "lower"}  # +inf loss: judged by ranks
+    bn_loss = group({"norm": "batch"}, [{"train_loss": v} for v in (0.1, 0.2, 0.15, 0.12)])
+    plain4 = group({"norm": "none"}, [{"status": "diverged", "num_classes": 10}] * 4)
+    r = evaluate_claim(loss, [bn_loss, plain4])
+    assert r.verdict == CONFIRMED and "by ranks" in r.detail and "diverged (4/4)" in r.detail
+
+
+def test_holm_guards_a_claim_refuted_by_one_of_many_pairs() -> None:
+    """Seven pairs with no true effect: one pair a little the wrong way does not refute `all`
+    once Holm corrects for the seven chances."""
+    claim = {"kind": "compare", "metric": "val_acc", "op": "higher",
+             "a": {"aug": [f"x{i}" for i in range(7)]}, "b": {"aug": "none"}}  # fmt: skip
+    groups = [group({"aug": "none"}, [{"val_acc": v} for v in (0.50, 0.52, 0.51)])]
+    groups += [
+        group({"aug": f"x{i}"}, [{"val_acc": v} for v in (0.50, 0.53, 0.51)]) for i in range(6)
+    ]
+    groups += [group({"aug": "x6"}, [{"val_acc": v} for v in (0.47, 0.485, 0.48)])]
+    r = evaluate_claim(claim, groups)
+    adjusted = [n["test"]["p_other"] for n in r.numbers]  # Holm-adjusted: none below 0.025
+    assert r.verdict == INCONCLUSIVE and "Holm over 7" in r.detail and min(adjusted) >= 0.025
+    single = evaluate_claim({**claim, "a": {"aug": "x6"}}, groups)  # that pair alone: refuted
+    assert single.verdict == REFUTED and single.numbers[0]["test"]["p_other"] < 0.025
