@@ -22,10 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm.auto import tqdm
 
-from trainlab import build, initializers, stats, tb
+from trainlab import build, diagnostics, initializers, stats, tb
 from trainlab.data import Splits, load_data
 from trainlab.errors import ConfigError
 from trainlab.schema import choices
+from trainlab.target import StepsToTarget
 from trainlab.validate import validate, validate_data
 
 log = logging.getLogger("trainlab")
@@ -147,6 +148,11 @@ def _train(cfg: DictConfig, run_dir: Path, writer, summary: dict[str, Any]) -> N
         data.num_classes,
         math.log(data.num_classes),
     )
+    summary["diagnostics"] = diagnostics.init_meets_activation(cfg) + diagnostics.initial_loss(
+        summary["initial_loss"], data.num_classes
+    )
+    for line in summary["diagnostics"]:
+        log.warning(line)
     history: dict[str, list] = {"epochs": [], "steps": []}
     bar = tqdm(
         total=total_steps,
@@ -157,6 +163,7 @@ def _train(cfg: DictConfig, run_dir: Path, writer, summary: dict[str, Any]) -> N
     )
     step, best_val_acc, start, train_time = 0, -math.inf, time.perf_counter(), 0.0
     window = torch.zeros(3, device=device)  # (loss sum, correct, examples) since the last sync
+    to_target = StepsToTarget(cfg.trainer.target_train_error, device)
     epoch_sums = torch.zeros(3, device=device)
     epoch = 0
     model.train()
@@ -193,16 +200,17 @@ def _train(cfg: DictConfig, run_dir: Path, writer, summary: dict[str, Any]) -> N
             batch = torch.stack([loss.detach() * n, (logits.argmax(1) == y).sum(), n])
             window += batch
             epoch_sums += batch
+            to_target.update(step, batch[1], n)
             if step % LOG_EVERY == 0 or step == total_steps:
                 elapsed = time.perf_counter() - start
-                w_loss, w_correct, w_n = window.tolist()  # one CPU-GPU sync here
+                w_loss, w_correct, w_n, hit = to_target.pack(window).tolist()  # one CPU-GPU sync
                 window.zero_()
                 w_loss, w_acc = w_loss / w_n, w_correct / w_n
                 if not math.isfinite(w_loss):
                     bar.close()
                     if monitor:  # what was captured before the blow-up is kept
                         summary["metrics"].update(monitor.summary_metrics())
-                        summary["diagnostics"] = monitor.diagnostics()
+                        summary["diagnostics"] += monitor.diagnostics()
                     raise Diverged(step, w_loss)
                 history["steps"].append(
                     {
@@ -216,11 +224,9 @@ def _train(cfg: DictConfig, run_dir: Path, writer, summary: dict[str, Any]) -> N
                 writer.add_scalar("train/loss", w_loss, step)
                 writer.add_scalar("train/acc", w_acc, step)
                 writer.add_scalar("lr", lr, step)
-                if (
-                    summary["steps_to_target"] is None
-                    and 1 - w_acc <= cfg.trainer.target_train_error
-                ):
-                    summary.update(steps_to_target=step, seconds_to_target=elapsed)
+                found = to_target.found(hit, step, elapsed)
+                if summary["steps_to_target"] is None and found:
+                    summary.update(steps_to_target=found[0], seconds_to_target=found[1])
                 bar.set_postfix(loss=f"{w_loss:.3f}", acc=f"{w_acc:.3f}", refresh=False)
             bar.update(1)
         epoch_train_s = time.perf_counter() - epoch_start
@@ -283,8 +289,9 @@ def _train(cfg: DictConfig, run_dir: Path, writer, summary: dict[str, Any]) -> N
     summary["metrics"]["unit_max_diff"] = initializers.unit_max_difference(model)
     if monitor:
         summary["metrics"].update(monitor.summary_metrics())
-        summary["diagnostics"] = monitor.diagnostics()
-        for line in summary["diagnostics"]:
+        found = monitor.diagnostics()
+        summary["diagnostics"] += found
+        for line in found:
             log.warning(line)
     write_json(run_dir / "history.json", history)
     if cfg.trainer.checkpoint:
