@@ -22,6 +22,7 @@ USAGE = """usage: trainlab COMMAND [ARGS]
 commands:
   train [OVERRIDES]      train one configuration; -m OVERRIDES runs a Hydra multirun sweep
   probe [OVERRIDES]      one batch forward/backward at initialisation: the per-layer table
+  gradcheck [OVERRIDES]  analytic vs numerical gradients of every layer, in float64
   compare SWEEP_DIR      the verdict of a sweep: table, plots, claims
   compare A B [--out D]  several sweeps (e.g. random vs grid search): per-seed best, claims
 
@@ -84,6 +85,14 @@ def _probe_task(cfg: DictConfig, run_dir: str) -> None:
     probe(cfg, run_dir)
 
 
+def _gradcheck_task(cfg: DictConfig, run_dir: str) -> None:
+    """Exit 1 when some layer's gradient is off by more than the lecture's 1e-4."""
+    from trainlab.gradcheck import gradcheck, passed
+
+    if not passed(gradcheck(cfg, run_dir)):
+        sys.exit(1)
+
+
 def _threads_per_job() -> int | None:
     """Torch threads for one sweep job, so that parallel jobs don't oversubscribe the cores.
 
@@ -120,13 +129,15 @@ def main(argv: list[str] | None = None) -> None:
         _hydra_command(_train_task, cmd, args)
     elif cmd == "probe":
         _hydra_command(_probe_task, cmd, args)
+    elif cmd == "gradcheck":
+        _hydra_command(_gradcheck_task, cmd, args)
     elif cmd == "compare":  # SWEEP_DIR, or SWEEP_A SWEEP_B ... [--out DIR]: searches compared
         from trainlab.compare import compare_main
 
         sys.exit(compare_main(args))
     else:
         print(
-            f"trainlab: error: unknown command {cmd!r}: allowed are train, probe, compare",
+            f"trainlab: error: unknown command {cmd!r}: allowed are train, probe, gradcheck, compare",
             file=sys.stderr,
         )
         sys.exit(2)
