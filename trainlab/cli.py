@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(compare_main(args))
     else:
         print(
-            f"trainlab: error: unknown command {cmd!r}: allowed are train, probe, gradcheck, compare",
+            f"trainlab: error: unknown command {cmd!r}: allowed are train, probe, compare, gradcheck",
             file=sys.stderr,
         )
         sys.exit(2)
