@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from trainlab import lazy_dynamo
 from trainlab.errors import ConfigError
 from trainlab.schema import register_configs
 
@@ -111,6 +112,7 @@ def _hydra_command(task, name: str, args: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    lazy_dynamo.install()  # torch.optim would import torch._dynamo (2-3 s) to do nothing here
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
