@@ -21,7 +21,8 @@ class TrainerConf:
     max_steps: int | None = None  # cap on optimiser steps (None: epochs decide)
     eval_batch_size: int = 1024
     progress: str = "auto"  # auto (tty only), always, never
-    checkpoint: bool = True
+    checkpoint: bool = True  # resumable checkpoints (every epoch, every N steps, on a signal)
+    checkpoint_every: int = 500  # steps between mid-epoch checkpoints (0: at epoch ends only)
     target_train_error: float = 0.25  # "steps to target" for convergence-speed comparisons
 
 
