@@ -24,9 +24,10 @@ from omegaconf import DictConfig
 from torch import nn
 
 from trainlab import tb
+from trainlab.io import write_json
 from trainlab.models import AFFINE_NAMES
 from trainlab.stats import HIST_HEAD, INPUT, Monitor
-from trainlab.train import prepare, write_json
+from trainlab.train import prepare
 from trainlab.validate import validate
 
 log = logging.getLogger("trainlab")

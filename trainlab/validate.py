@@ -28,6 +28,12 @@ def validate(cfg: DictConfig) -> None:
         "null or an integer >= 1",
     )
     _check(
+        t.checkpoint_every >= 0,
+        "trainer.checkpoint_every",
+        t.checkpoint_every,
+        "an integer >= 0 (0: at epoch ends only)",
+    )
+    _check(
         t.progress in ("auto", "always", "never"),
         "trainer.progress",
         t.progress,
