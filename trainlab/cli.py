@@ -13,7 +13,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from trainlab import lazy_dynamo
 from trainlab.errors import ConfigError
+from trainlab.io import atomic_write_text
+from trainlab.runs import Interrupted, claim, config_hash
 from trainlab.schema import register_configs
 
 log = logging.getLogger("trainlab")
@@ -22,6 +25,7 @@ USAGE = """usage: trainlab COMMAND [ARGS]
 commands:
   train [OVERRIDES]      train one configuration; -m OVERRIDES runs a Hydra multirun sweep
   probe [OVERRIDES]      one batch forward/backward at initialisation: the per-layer table
+  gradcheck [OVERRIDES]  analytic vs numerical gradients of every layer, in float64
   compare SWEEP_DIR      the verdict of a sweep: table, plots, claims
   compare SWEEP_DIR --claims FILE.yaml   judge any sweep with the claims in FILE
   compare A B [--out D]  several sweeps (e.g. random vs grid search): per-seed best, claims
@@ -75,6 +79,8 @@ def _train_task(cfg: DictConfig, run_dir: str) -> float:
 
     if HydraConfig.get().mode == RunMode.MULTIRUN and cfg.threads is None:
         cfg.threads = _threads_per_job()
+    claim(Path(run_dir), config_hash(cfg))  # another config's directory: refused, untouched
+    save_hydra_files(cfg, Path(run_dir))
     best = train(cfg, run_dir).get("best_val_acc")
     return math.nan if best is None else best
 
@@ -82,7 +88,28 @@ def _train_task(cfg: DictConfig, run_dir: str) -> float:
 def _probe_task(cfg: DictConfig, run_dir: str) -> None:
     from trainlab.probe import probe
 
+    save_hydra_files(cfg, Path(run_dir))
     probe(cfg, run_dir)
+
+
+def _gradcheck_task(cfg: DictConfig, run_dir: str) -> None:
+    """Exit 1 when some layer's gradient is off by more than the lecture's 1e-4."""
+    from trainlab.gradcheck import gradcheck, passed
+
+    save_hydra_files(cfg, Path(run_dir))
+    if not passed(gradcheck(cfg, run_dir)):
+        sys.exit(1)
+
+
+def save_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
+    """Hydra's `.hydra/` record of a job (hydra.output_subdir is null: Hydra would write it
+    before the task could refuse a directory that holds another run)."""
+    out = run_dir / ".hydra"
+    out.mkdir(parents=True, exist_ok=True)
+    hc = HydraConfig.get()
+    files = {"config.yaml": cfg, "hydra.yaml": {"hydra": hc}, "overrides.yaml": hc.overrides.task}
+    for name, node in files.items():
+        atomic_write_text(out / name, OmegaConf.to_yaml(node))
 
 
 def _threads_per_job() -> int | None:
@@ -108,10 +135,18 @@ def _hydra_command(task, name: str, args: list[str]) -> None:
         return _job(task, cfg)
 
     sys.argv = [f"trainlab {name}", *args]
-    command()
+    try:
+        command()
+    except Interrupted as err:  # SIGINT/SIGTERM: the run saved a checkpoint and stopped
+        print(f"trainlab: {err}", file=sys.stderr)
+        sys.exit(128 + err.signum)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside a run
+        print("trainlab: interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 def main(argv: list[str] | None = None) -> None:
+    lazy_dynamo.install()  # torch.optim would import torch._dynamo (2-3 s) to do nothing here
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
@@ -121,13 +156,15 @@ def main(argv: list[str] | None = None) -> None:
         _hydra_command(_train_task, cmd, args)
     elif cmd == "probe":
         _hydra_command(_probe_task, cmd, args)
+    elif cmd == "gradcheck":
+        _hydra_command(_gradcheck_task, cmd, args)
     elif cmd == "compare":  # SWEEP_DIR, or SWEEP_A SWEEP_B ... [--out DIR]: searches compared
         from trainlab.compare import compare_main
 
         sys.exit(compare_main(args))
     else:
         print(
-            f"trainlab: error: unknown command {cmd!r}: allowed are train, probe, compare",
+            f"trainlab: error: unknown command {cmd!r}: allowed are train, probe, compare, gradcheck",
             file=sys.stderr,
         )
         sys.exit(2)

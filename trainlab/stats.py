@@ -241,7 +241,13 @@ class Monitor:
     """Activation, gradient and update statistics at step 0 and every `stats.every` steps."""
 
     def __init__(
-        self, model: nn.Module, cfg: DictConfig, writer: Any = None, *, max_batch: int | None = None
+        self,
+        model: nn.Module,
+        cfg: DictConfig,
+        writer: Any = None,
+        *,
+        max_batch: int | None = None,
+        layout: bool = True,  # False: a resumed run's events already hold the chart layout
     ) -> None:
         self.model, self.writer = model, writer
         self.every, self.histogram_every = cfg.stats.every, cfg.stats.histogram_every
@@ -260,7 +266,7 @@ class Monitor:
         self._capture: Capture | None = None
         self._weight_stats: Tensor | None = None  # (weights, 3): std, norm, grad norm
         self._before: list[Tensor] = []  # weights before the step, on capture steps only
-        if writer is not None:
+        if writer is not None and layout:
             tb.add_multiline_layout(writer, self.charts())
 
     def charts(self) -> dict[str, dict[str, list[str]]]:

@@ -28,6 +28,12 @@ def validate(cfg: DictConfig) -> None:
         "null or an integer >= 1",
     )
     _check(
+        t.checkpoint_every >= 0,
+        "trainer.checkpoint_every",
+        t.checkpoint_every,
+        "an integer >= 0 (0: at epoch ends only)",
+    )
+    _check(
         t.progress in ("auto", "always", "never"),
         "trainer.progress",
         t.progress,
@@ -63,6 +69,18 @@ def validate(cfg: DictConfig) -> None:
         "stats.histogram_every",
         cfg.stats.histogram_every,
         "an integer >= 1",
+    )
+    _check(
+        cfg.init.gain in (None, "activation"),
+        "init.gain",
+        cfg.init.gain,
+        "null (the scheme's own scale) or activation (scaled by the activation's gain)",
+    )
+    _check(
+        cfg.init.gain is None or cfg.init.gain_arg in ("gain", "nonlinearity"),
+        "init.gain",
+        cfg.init.gain,
+        f"null: init={cfg.init.name} takes no gain",
     )
     _validate_model(cfg)
 
