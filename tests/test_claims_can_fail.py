@@ -19,8 +19,8 @@ from trainlab.claims import CONFIRMED, REFUTED, check_claim, evaluate_claim, mat
 from trainlab.cli import conf_dir
 from trainlab.compare import Group, Job, group_label
 from trainlab.config import compose
+from trainlab.schema import choices
 from trainlab.scores import DERIVED, NEVER_KEYS, metric_range
-from trainlab.train import choices
 
 EXPERIMENTS = sorted(p.stem for p in (Path(conf_dir()) / "experiment").glob("*.yaml"))
 
