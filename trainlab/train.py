@@ -171,6 +171,7 @@ def _set_up(run: Run) -> None:
     run.epoch_sums = torch.zeros(3, device=run.device)
     run.summary.update(
         params=sum(p.numel() for p in run.model.parameters()),
+        num_classes=run.data.num_classes,  # chance accuracy 1/C: a diverged job's score (scores.py)
         target_train_error=cfg.trainer.target_train_error,
         steps_to_target=None,
         seconds_to_target=None,
