@@ -257,16 +257,22 @@ def _log_window(run: Run) -> None:
     if not math.isfinite(w_loss):
         _keep_statistics(run)  # what was captured before the blow-up is kept
         raise Diverged(run.step, w_loss)
-    step, lr = run.step, run.lr
-    run.history["steps"].append(
+    record_window(run.history, run.writer, run.summary, run.cfg, run.step, w_loss, w_acc,
+                  run.lr, elapsed)  # fmt: skip
+    run.bar.set_postfix(loss=f"{w_loss:.3f}", acc=f"{w_acc:.3f}", refresh=False)
+
+
+def record_window(history: dict, writer, summary: dict, cfg: DictConfig, step: int,
+                  w_loss: float, w_acc: float, lr: float, elapsed: float) -> None:  # fmt: skip
+    """One synced window of the training curve: history, TensorBoard, steps to target."""
+    history["steps"].append(
         {"step": step, "train_loss": w_loss, "train_acc": w_acc, "lr": lr, "time_s": elapsed}
     )
-    run.writer.add_scalar("train/loss", w_loss, step)
-    run.writer.add_scalar("train/acc", w_acc, step)
-    run.writer.add_scalar("lr", lr, step)
-    if run.summary["steps_to_target"] is None and 1 - w_acc <= run.cfg.trainer.target_train_error:
-        run.summary.update(steps_to_target=step, seconds_to_target=elapsed)
-    run.bar.set_postfix(loss=f"{w_loss:.3f}", acc=f"{w_acc:.3f}", refresh=False)
+    writer.add_scalar("train/loss", w_loss, step)
+    writer.add_scalar("train/acc", w_acc, step)
+    writer.add_scalar("lr", lr, step)
+    if summary["steps_to_target"] is None and 1 - w_acc <= cfg.trainer.target_train_error:
+        summary.update(steps_to_target=step, seconds_to_target=elapsed)
 
 
 def _end_epoch(run: Run) -> None:
