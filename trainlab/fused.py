@@ -72,21 +72,33 @@ def why_not_fusable(cfgs: list[DictConfig]) -> str | None:
 
 
 def train_fused(cfgs: list[DictConfig], run_dirs: list[str | Path]) -> list[dict[str, Any]]:
-    """Train the K configs as one fused model; one summary per member, as `train` returns."""
+    """Train the K configs as one fused model; one summary per member, as `train` returns.
+
+    Raises FusionUnsupported, having written nothing, when they have no fused form.
+    """
     reason = why_not_fusable(cfgs)
     if reason is not None:
         raise FusionUnsupported(reason)
+    for cfg in cfgs:
+        validate(cfg)
     members = [
         Member(c, Path(d), runs.running_summary(c)) for c, d in zip(cfgs, run_dirs, strict=True)
     ]
-    for m in members:
-        m.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(m.run_dir / "summary.json", m.summary)
     threads = torch.get_num_threads()
     try:
+        if cfgs[0].threads:
+            torch.set_num_threads(cfgs[0].threads)
+        for m in members:  # each member drawn exactly as its own run draws it
+            device, data, preprocess, m.model = prepare(m.cfg)
+        model = fuse([m.model for m in members])
+    except BaseException:
+        torch.set_num_threads(threads)
+        raise
+    try:
         for m in members:
-            validate(m.cfg)
-        _train(members)
+            m.run_dir.mkdir(parents=True, exist_ok=True)
+            write_json(m.run_dir / "summary.json", m.summary)
+        _train(members, model, device, data, preprocess)
     except BaseException as err:
         for m in members:
             if m.alive:
@@ -101,13 +113,8 @@ def train_fused(cfgs: list[DictConfig], run_dirs: list[str | Path]) -> list[dict
     return [m.summary for m in members]
 
 
-def _train(members: list[Member]) -> None:
+def _train(members: list[Member], model: FusedMLP, device, data, preprocess) -> None:
     cfg = members[0].cfg
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    for m in members:  # each member drawn exactly as its own run draws it
-        device, data, preprocess, m.model = prepare(m.cfg)
-    model = fuse([m.model for m in members])
     k, n_train, bs = len(members), len(data.train_x), cfg.trainer.batch_size
     total_steps = cfg.trainer.epochs * math.ceil(n_train / bs)
     if cfg.trainer.max_steps is not None:
