@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from trainlab import build, initializers, runs, tb
+from trainlab import build, initializers, runs, target, tb
 from trainlab.fused_models import FusedMLP, FusionUnsupported, fuse
 from trainlab.io import atomic_torch_save, write_json
-from trainlab.train import LOG_EVERY, prepare, record_window
+from trainlab.train import LOG_EVERY, log_curve, prepare
 from trainlab.validate import validate
 
 log = logging.getLogger("trainlab")
@@ -50,6 +50,7 @@ class Member:
     model: Any = None  # its own unfused model: initial weights, then the trained ones
     alive: bool = True
     best_val_acc: float = -math.inf
+    last_sync: tuple[int, float] = (0, 0.0)  # (step, seconds) of the previous host sync
     history: dict[str, list] = field(default_factory=lambda: {"epochs": [], "steps": []})
 
 
@@ -140,6 +141,8 @@ def _train(members: list[Member], model: FusedMLP, device, data, preprocess) -> 
     alive = torch.ones(k, dtype=torch.bool, device=device)
     window = torch.zeros(k, 3, device=device)  # (loss sum, correct, examples) per member
     epoch_sums = torch.zeros(k, 3, device=device)
+    ring = torch.zeros(target.WINDOW, 2, k, device=device)  # target.update, per member
+    hit = torch.full((k,), -1.0, device=device)
     step, epoch, lr, start, train_time = 0, 0, math.nan, time.perf_counter(), 0.0
     model.train()
     while step < total_steps:
@@ -176,8 +179,9 @@ def _train(members: list[Member], model: FusedMLP, device, data, preprocess) -> 
             batch = torch.stack([losses.detach() * count, (logits.argmax(2) == y).sum(1), count], 1)
             window += batch
             epoch_sums += batch
+            hit = target.update(ring, hit, step, batch[:, 1], count, cfg.trainer.target_train_error)
             if step % LOG_EVERY == 0 or step == total_steps:
-                _log_window(members, window, step, lr, time.perf_counter() - start)
+                _log_window(members, window, hit, step, lr, time.perf_counter() - start)
                 alive.copy_(torch.tensor([m.alive for m in members]))
         epoch_s = time.perf_counter() - tick
         train_time += epoch_s
@@ -222,19 +226,23 @@ def _diverge(m: Member, step: int, loss: float) -> None:
 
 
 def _log_window(
-    members: list[Member], window: Tensor, step: int, lr: float, elapsed: float
+    members: list[Member], window: Tensor, hit: Tensor, step: int, lr: float, elapsed: float
 ) -> None:
     """Each member's curves since the last sync (one host copy for all); NaN/inf: diverged."""
-    rows = window.tolist()
+    rows = torch.cat([window, hit[:, None]], 1).tolist()  # (K, 4): the one sync
     window.zero_()
-    for m, (w_loss, w_correct, w_n) in zip(members, rows, strict=True):
+    for m, (w_loss, w_correct, w_n, m_hit) in zip(members, rows, strict=True):
         if not m.alive:
             continue
         w_loss, w_acc = w_loss / w_n, w_correct / w_n
         if not math.isfinite(w_loss):
             _diverge(m, step, w_loss)
             continue
-        record_window(m.history, m.writer, m.summary, m.cfg, step, w_loss, w_acc, lr, elapsed)
+        log_curve(m.history, m.writer, step, w_loss, w_acc, lr, elapsed)
+        reached = target.found(m_hit, m.last_sync, step, elapsed)
+        m.last_sync = (step, elapsed)
+        if m.summary["steps_to_target"] is None and reached:
+            m.summary.update(steps_to_target=reached[0], seconds_to_target=reached[1])
 
 
 def _end_epoch(m: Member, epoch: int, step: int, sums: list[float], val: list[float],

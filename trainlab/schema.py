@@ -74,7 +74,13 @@ class ActivationConf:
 class InitConf:
     name: str = MISSING
     weight: Any = None  # {_target_: torch.nn.init.X_, _partial_: true}; None keeps PyTorch's
-    gain: str | None = None  # how the activation enters: "gain" (calculate_gain) or "nonlinearity"
+    gain: str | None = None  # null: the scheme's own scale; "activation": scaled to the activation
+    gain_arg: str | None = (
+        None  # how the scheme takes it: "gain" (xavier) or "nonlinearity" (kaiming)
+    )
+    unit_gain: bool = (
+        False  # its scale assumes a unit-gain activation (Glorot, LeCun): relu halves it
+    )
     bias: float | None = 0.0  # constant bias; None keeps PyTorch's
 
 
@@ -126,6 +132,13 @@ class StatsConf:
 
 
 @dataclass
+class GradcheckConf:
+    samples: int = 10  # coordinates checked per parameter tensor (drawn with the run's seed)
+    step: float = 1e-5  # h of the centred difference, in float64 (rounding ~1e-16 / h)
+    tiny: float = 1e-6  # least denominator of the relative error: rounding dominates below it
+
+
+@dataclass
 class Config:
     seed: int = 0
     device: str = "auto"  # auto (cuda when available), cpu, cuda
@@ -142,6 +155,8 @@ class Config:
     optimizer: Any = MISSING  # {_target_: torch.optim.X, _partial_: true, lr: ...}
     trainer: TrainerConf = field(default_factory=TrainerConf)
     stats: StatsConf = field(default_factory=StatsConf)
+    gradcheck: GradcheckConf = field(default_factory=GradcheckConf)
+    pair: str | None = None  # the (activation, init) pair of pair=NAME (conf/pair/), if any
     experiment: Any = None  # experiment metadata (name, target, claims); set by +experiment=NAME
 
 
