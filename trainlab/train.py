@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from torch import nn
 from tqdm.auto import tqdm
 
-from trainlab import build, checkpoint, diagnostics, initializers, runs, stats, target, tb
+from trainlab import bn_modes, build, checkpoint, diagnostics, initializers, runs, stats, target, tb
 from trainlab.checkpoint import Run
 from trainlab.data import Splits, load_data
 from trainlab.errors import ConfigError
@@ -362,6 +362,10 @@ def _finish(run: Run) -> None:
         examples_per_s=step * cfg.trainer.batch_size / max(run.train_time_s, 1e-9),
     )
     run.summary["metrics"]["unit_max_diff"] = initializers.unit_max_difference(run.model)
+    run.summary["metrics"].update(
+        bn_modes.batch_stats_metrics(run.model, run.preprocess, data.val_x, data.val_y,
+                                     cfg.trainer.batch_size, run.summary["val_acc"])
+    )  # fmt: skip
     _keep_statistics(run)
     for line in run.summary.get("diagnostics", []):
         log.warning(line)
