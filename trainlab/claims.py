@@ -268,7 +268,7 @@ def _boundary(claim: dict) -> tuple[float, bool, str]:
     if claim["scale"] == "log":
         bound = math.log(f) if above else -math.log(f)
         return bound, above, f"a/b {'>' if above else '<'} {fmt_num(math.exp(bound))}"
-    bound = m if above else -m
+    bound = (m if above else -m) + 0.0  # no "-0"
     return bound, above, f"a - b {'>' if above else '<'} {fmt_num(bound)}"
 
 
@@ -413,8 +413,10 @@ def _p_text(test: Test, pc: float, po: float, holm_k: int, log: bool) -> str:
         text += f"; these seeds detect {beyond} beyond the boundary (80% power)"
     elif math.isnan(mde):
         text += f"; {test.method} with these seeds cannot reach p < 0.025"
-    else:
+    elif 0.5 + mde < 1:
         text += f"; these seeds detect P(claimed side) >= {0.5 + mde:.2f} (80% power)"
+    else:
+        text += "; these seeds detect only a complete separation"
     if math.isinf(seeds):
         return text + "; no number of seeds resolves an estimate on the boundary"
     return text + f"; about {int(seeds)} seeds per group would resolve the observed effect"
