@@ -86,6 +86,7 @@ COMMANDS = (
         "gradcheck.json",
     ),
 )
+NOT_GROUPS = ("hydra", "experiment")  # conf/ folders that are no config group of the help
 INFO_CHOICES = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
 
 
@@ -146,7 +147,8 @@ def config_help() -> str:
     root = Path(conf_dir())
     defaults = _defaults(root / "config.yaml")
     lines = ["config groups (GROUP=OPTION; the default first):"]
-    for group in GROUPS:
+    more = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name not in NOT_GROUPS)
+    for group in dict.fromkeys([*GROUPS, *more]):
         names = sorted(p.stem for p in (root / group).glob("*.yaml"))
         first = defaults.get(group)
         names = [first, *(n for n in names if n != first)] if first in names else names
