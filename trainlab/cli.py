@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
-from trainlab import compare, hydra_app, lazy_dynamo
+from trainlab import hydra_app, lazy_dynamo
 from trainlab.hydra_app import conf_dir, run_name
 
 __all__ = ["build_parser", "conf_dir", "main", "run_name"]
@@ -36,10 +37,44 @@ def build_parser() -> argparse.ArgumentParser:
     train, probe, gradcheck = (hydra_app.command(n) for n in ("train", "probe", "gradcheck"))
     for cmd in (train, probe):
         hydra_app.add_parser(sub, cmd)
-    compare.add_parser(sub)
+    add_compare(sub)
     hydra_app.add_parser(sub, gradcheck)
     parser.set_defaults(commands=list(sub.choices), parser=parser)
     return parser
+
+
+def add_compare(subparsers: Any) -> None:
+    """`trainlab compare SWEEP_DIR` and `trainlab compare SWEEP_A SWEEP_B ... [--out DIR]`."""
+    parser = subparsers.add_parser(
+        "compare",
+        help="the verdict of a sweep: tables, plots, claims",
+        description=(
+            "Judge a sweep: group its jobs by their overrides without the seed, rank the groups,\n"
+            "judge the experiment's claims, and write comparison.md, comparison.csv, claims.json,\n"
+            "plots/ and TensorBoard runs into the sweep directory. Given several sweeps, compare\n"
+            "them as searches (the best job per seed) and judge their cross_sweep_claims.\n\n"
+            "  trainlab compare outputs/sweeps/2026-01-01_12-00-00_batchnorm\n"
+            "  trainlab compare SEARCH_SWEEP GRID_SWEEP --out /tmp/search_vs_grid"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    compare_arguments(parser)
+
+
+def compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sweeps", nargs="+", metavar="SWEEP_DIR", help="a sweep's directory")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="several sweeps: where to write (default SWEEP_A/<a>_vs_<b>/)",
+    )
+    parser.set_defaults(run=_run_compare, parser=parser)
+
+
+def _run_compare(ns: argparse.Namespace) -> int:
+    from trainlab.compare import run_args  # matplotlib and scipy only when comparing
+
+    return run_args(ns)
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:

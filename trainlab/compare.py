@@ -23,7 +23,6 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from trainlab.claims import evaluate_claims
 from trainlab.errors import ConfigError
@@ -71,35 +70,6 @@ def run_compare(sweep_dir: str) -> int:
     return 0
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """`trainlab compare SWEEP_DIR` and `trainlab compare SWEEP_A SWEEP_B ... [--out DIR]`."""
-    parser = subparsers.add_parser(
-        "compare",
-        help="the verdict of a sweep: tables, plots, claims",
-        description=(
-            "Judge a sweep: group its jobs by their overrides without the seed, rank the groups,\n"
-            "judge the experiment's claims, and write comparison.md, comparison.csv, claims.json,\n"
-            "plots/ and TensorBoard runs into the sweep directory. Given several sweeps, compare\n"
-            "them as searches (the best job per seed) and judge their cross_sweep_claims.\n\n"
-            "  trainlab compare outputs/sweeps/2026-01-01_12-00-00_batchnorm\n"
-            "  trainlab compare SEARCH_SWEEP GRID_SWEEP --out /tmp/search_vs_grid"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_arguments(parser)
-    return parser
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sweeps", nargs="+", metavar="SWEEP_DIR", help="a sweep's directory")
-    parser.add_argument(
-        "--out",
-        metavar="DIR",
-        help="several sweeps: where to write (default SWEEP_A/<a>_vs_<b>/)",
-    )
-    parser.set_defaults(run=run_args, parser=parser)
-
-
 def run_args(ns: argparse.Namespace) -> int:
     if len(ns.sweeps) == 1:
         if ns.out is not None:
@@ -110,8 +80,10 @@ def run_args(ns: argparse.Namespace) -> int:
 
 def compare_main(args: Sequence[str]) -> int:
     """`trainlab compare ARGS` without the rest of the command line; usage errors return 2."""
+    from trainlab.cli import compare_arguments
+
     parser = argparse.ArgumentParser(prog="trainlab compare")
-    add_arguments(parser)
+    compare_arguments(parser)
     try:
         ns = parser.parse_args(args)
         return ns.run(ns)

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from trainlab.errors import ConfigError
 from trainlab.io import atomic_write_text
 from trainlab.runs import claim, config_hash
+from trainlab.sweep_fusion import train_pending_group
 
 log = logging.getLogger("trainlab")
 
@@ -53,7 +54,9 @@ def train_task(cfg: DictConfig, run_dir: str) -> float:
         cfg.threads = threads_per_job()
     claim(Path(run_dir), config_hash(cfg))  # another config's directory: refused, untouched
     save_hydra_files(cfg, Path(run_dir))
-    best = train(cfg, run_dir).get("best_val_acc")
+    fused = train_pending_group(cfg.threads)  # this job's seed group, as one model
+    summary = fused[0] if fused else train(cfg, run_dir)
+    best = summary.get("best_val_acc")
     return math.nan if best is None else best
 
 
