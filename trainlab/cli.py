@@ -1,8 +1,7 @@
 """Entry point only: the argument parser and its subcommands.
 
 A subcommand is a parser added to `build_parser` whose defaults hold `run(namespace) -> exit
-code`: the commands that compose a config are `hydra_app.COMMANDS` (add one there), compare
-brings its own parser.
+code`: the commands that compose a config are `hydra_app.COMMANDS` (add one there).
 """
 
 from __future__ import annotations
