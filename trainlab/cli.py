@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -15,10 +16,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from trainlab.errors import ConfigError
 from trainlab.io import atomic_write_text
+from trainlab.preflight import preflight
 from trainlab.runs import Interrupted, claim, config_hash
 from trainlab.schema import register_configs
 
 log = logging.getLogger("trainlab")
+MAX_NAME = 200  # bytes of a run directory's name
 USAGE = """usage: trainlab COMMAND [ARGS]
 
 commands:
@@ -39,8 +42,15 @@ def conf_dir() -> str:
 
 
 def run_name(override_dirname: str, seed: int) -> str:
-    """A job's directory and TensorBoard run name: the overrides, then the seed last."""
-    return f"{override_dirname or 'default'}/seed={seed}"
+    """A job's directory and TensorBoard run name: the overrides, then the seed last.
+
+    Overrides longer than MAX_NAME bytes are cut and end in a hash of the whole (a file name
+    holds at most 255 bytes)."""
+    name = override_dirname or "default"
+    if len(name.encode()) > MAX_NAME:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+        name = name.encode()[: MAX_NAME - 13].decode(errors="ignore") + "-" + digest
+    return f"{name}/seed={seed}"
 
 
 if not OmegaConf.has_resolver("tl_run_name"):
@@ -61,6 +71,13 @@ def _job(task, cfg: DictConfig) -> float | None:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"trainlab: error: {err}", file=sys.stderr)
+        if not multirun:
+            sys.exit(2)
+    except OSError as err:  # an output that cannot be written: full disk, read-only, gone
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"trainlab: error: cannot write {err.filename or hc.runtime.output_dir}: "
+              f"{err.strerror or err}", file=sys.stderr)  # fmt: skip
         if not multirun:
             sys.exit(2)
     except Exception:
@@ -122,7 +139,14 @@ def _hydra_command(task, name: str, args: list[str]) -> None:
     def command(cfg: DictConfig) -> float | None:
         return _job(task, cfg)
 
-    sys.argv = [f"trainlab {name}", *args]
+    try:
+        preflight(args, conf_dir())  # bad input: one line, exit 2, nothing created
+    except ConfigError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"trainlab: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    argv, sys.argv = sys.argv, [f"trainlab {name}", *args]
     try:
         command()
     except Interrupted as err:  # SIGINT/SIGTERM: the run saved a checkpoint and stopped
@@ -131,6 +155,8 @@ def _hydra_command(task, name: str, args: list[str]) -> None:
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside a run
         print("trainlab: interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        sys.argv = argv
 
 
 def main(argv: list[str] | None = None) -> None:
