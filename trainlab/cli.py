@@ -14,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from trainlab import lazy_dynamo
 from trainlab.errors import ConfigError
 from trainlab.io import atomic_write_text
 from trainlab.preflight import preflight
@@ -27,6 +28,7 @@ USAGE = """usage: trainlab COMMAND [ARGS]
 commands:
   train [OVERRIDES]      train one configuration; -m OVERRIDES runs a Hydra multirun sweep
   probe [OVERRIDES]      one batch forward/backward at initialisation: the per-layer table
+  gradcheck [OVERRIDES]  analytic vs numerical gradients of every layer, in float64
   compare SWEEP_DIR      the verdict of a sweep: table, plots, claims
   compare A B [--out D]  several sweeps (e.g. random vs grid search): per-seed best, claims
 
@@ -106,6 +108,15 @@ def _probe_task(cfg: DictConfig, run_dir: str) -> None:
     probe(cfg, run_dir)
 
 
+def _gradcheck_task(cfg: DictConfig, run_dir: str) -> None:
+    """Exit 1 when some layer's gradient is off by more than the lecture's 1e-4."""
+    from trainlab.gradcheck import gradcheck, passed
+
+    save_hydra_files(cfg, Path(run_dir))
+    if not passed(gradcheck(cfg, run_dir)):
+        sys.exit(1)
+
+
 def save_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
     """Hydra's `.hydra/` record of a job (hydra.output_subdir is null: Hydra would write it
     before the task could refuse a directory that holds another run)."""
@@ -160,6 +171,7 @@ def _hydra_command(task, name: str, args: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    lazy_dynamo.install()  # torch.optim would import torch._dynamo (2-3 s) to do nothing here
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
@@ -169,13 +181,15 @@ def main(argv: list[str] | None = None) -> None:
         _hydra_command(_train_task, cmd, args)
     elif cmd == "probe":
         _hydra_command(_probe_task, cmd, args)
+    elif cmd == "gradcheck":
+        _hydra_command(_gradcheck_task, cmd, args)
     elif cmd == "compare":  # SWEEP_DIR, or SWEEP_A SWEEP_B ... [--out DIR]: searches compared
         from trainlab.compare import compare_main
 
         sys.exit(compare_main(args))
     else:
         print(
-            f"trainlab: error: unknown command {cmd!r}: allowed are train, probe, compare",
+            f"trainlab: error: unknown command {cmd!r}: allowed are train, probe, compare, gradcheck",
             file=sys.stderr,
         )
         sys.exit(2)

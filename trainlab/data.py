@@ -8,6 +8,7 @@ moves them to the device once, after which batches are slices.
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import pickle
 import zlib
 from collections.abc import Callable
@@ -17,7 +18,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-import torchvision
 from hydra.utils import to_absolute_path
 from torch import Tensor
 
@@ -130,13 +130,23 @@ def _root(cfg: Any) -> Path:
 # --- digits and gaussian: no official test split ------------------------------------------
 
 
-def _load_digits(cfg: Any, gen: torch.Generator) -> _Raw:
-    """sklearn's 8x8 digits (1797 examples, bundled: no download); pixel values 0..16."""
-    from sklearn.datasets import load_digits
+def digits_file() -> Path:
+    """scikit-learn's bundled digits.csv.gz, found without importing scikit-learn (2 s)."""
+    spec = importlib.util.find_spec("sklearn")  # a top-level spec: sklearn is not imported
+    if spec is None or spec.origin is None:
+        raise ConfigError("data=digits needs scikit-learn installed (it ships the digits file)")
+    return Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
 
-    digits = load_digits()
-    x = torch.as_tensor(digits.images, dtype=torch.float32).div_(16.0).unsqueeze(1)  # (N, 1, 8, 8)
-    train_x, train_y, test_x, test_y = _split(x, _labels(digits.target), cfg.test_fraction, gen)
+
+def _load_digits(cfg: Any, gen: torch.Generator) -> _Raw:
+    """sklearn's 8x8 digits (1797 examples, bundled: no download); pixel values 0..16.
+
+    Each row of the file is 64 pixels then the label: what sklearn's load_digits reads.
+    """
+    with gzip.open(digits_file(), "rt") as f:
+        table = np.loadtxt(f, delimiter=",", dtype=np.float32)  # (1797, 65)
+    x = torch.from_numpy(table[:, :-1]).div_(16.0).view(-1, 1, 8, 8)  # (N, 1, 8, 8)
+    train_x, train_y, test_x, test_y = _split(x, _labels(table[:, -1]), cfg.test_fraction, gen)
     return _Raw(train_x, train_y, test_x, test_y, num_classes=10)
 
 
@@ -210,6 +220,8 @@ def _load_fashion_mnist(cfg: Any, gen: torch.Generator) -> _Raw:
     folders = _fashion_folders(cfg)
     folder = _find_idx_folder(folders)
     if folder is None and cfg.download:
+        import torchvision  # only to download: importing it costs seconds
+
         torchvision.datasets.FashionMNIST(
             str(_root(cfg)), download=True
         )  # -> root/FashionMNIST/raw
@@ -251,16 +263,21 @@ class _FilesExist:
         return all((folder / name).is_file() for name, _ in self.train_list + self.test_list)
 
 
-class _CIFAR10(_FilesExist, torchvision.datasets.CIFAR10):
-    meta = {**torchvision.datasets.CIFAR10.meta, "md5": None}  # check_integrity(path, None): exists
+def _torchvision_class(name: str) -> type:
+    """torchvision.datasets.<name>, imported on first use (torchvision costs seconds to import);
+    CIFAR classes with the md5 check of each file left out (_FilesExist)."""
+    import torchvision
+
+    base = getattr(torchvision.datasets, name)
+    if not name.startswith("CIFAR"):
+        return base
+    meta = {**base.meta, "md5": None}  # check_integrity(path, None): the file exists
+    return type(f"_{name}", (_FilesExist, base), {"meta": meta})
 
 
-class _CIFAR100(_FilesExist, torchvision.datasets.CIFAR100):
-    meta = {**torchvision.datasets.CIFAR100.meta, "md5": None}
-
-
-def _torchvision_split(dataset_cls: type, cfg: Any, train: bool) -> Any:
-    """dataset_cls(root, train, download), a missing data set reported as a ConfigError."""
+def _torchvision_split(name: str, cfg: Any, train: bool) -> Any:
+    """torchvision.datasets.<name>(root, train, download), a missing one as a ConfigError."""
+    dataset_cls = _torchvision_class(name)
     try:
         return dataset_cls(str(_root(cfg)), train=train, download=cfg.download)
     except RuntimeError as err:  # "Dataset not found ..."; download errors pass when download=true
@@ -284,18 +301,18 @@ def _torchvision_split(dataset_cls: type, cfg: Any, train: bool) -> Any:
 
 def _load_mnist(cfg: Any, gen: torch.Generator) -> _Raw:
     """MNIST via torchvision: raw IDX files under root/MNIST/raw; .data is uint8 (N, 28, 28)."""
-    train, test = (_torchvision_split(torchvision.datasets.MNIST, cfg, t) for t in (True, False))
+    train, test = (_torchvision_split("MNIST", cfg, t) for t in (True, False))
     return _Raw(
         _images(train.data[:, None]), _labels(train.targets),
         _images(test.data[:, None]), _labels(test.targets), num_classes=10,
     )  # fmt: skip
 
 
-def _cifar_loader(dataset_cls: type, num_classes: int) -> Callable[[Any, torch.Generator], _Raw]:
+def _cifar_loader(name: str, num_classes: int) -> Callable[[Any, torch.Generator], _Raw]:
     """A loader for a CIFAR class; .data is uint8 (N, 32, 32, 3), .targets a list of ints."""
 
     def load(cfg: Any, gen: torch.Generator) -> _Raw:
-        train, test = (_torchvision_split(dataset_cls, cfg, t) for t in (True, False))
+        train, test = (_torchvision_split(name, cfg, t) for t in (True, False))
         return _Raw(
             _images(train.data.transpose(0, 3, 1, 2)), _labels(train.targets),
             _images(test.data.transpose(0, 3, 1, 2)), _labels(test.targets), num_classes=num_classes,
@@ -310,6 +327,6 @@ LOADERS: dict[str, Callable[[Any, torch.Generator], _Raw]] = {
     "gaussian": _load_gaussian,
     "fashion_mnist": _load_fashion_mnist,
     "mnist": _load_mnist,
-    "cifar10": _cifar_loader(_CIFAR10, num_classes=10),
-    "cifar100": _cifar_loader(_CIFAR100, num_classes=100),
+    "cifar10": _cifar_loader("CIFAR10", num_classes=10),
+    "cifar100": _cifar_loader("CIFAR100", num_classes=100),
 }

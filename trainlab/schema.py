@@ -126,6 +126,13 @@ class StatsConf:
 
 
 @dataclass
+class GradcheckConf:
+    samples: int = 10  # coordinates checked per parameter tensor (drawn with the run's seed)
+    step: float = 1e-5  # h of the centred difference, in float64 (rounding ~1e-16 / h)
+    tiny: float = 1e-6  # least denominator of the relative error: rounding dominates below it
+
+
+@dataclass
 class Config:
     seed: int = 0
     device: str = "auto"  # auto (cuda when available), cpu, cuda
@@ -142,6 +149,7 @@ class Config:
     optimizer: Any = MISSING  # {_target_: torch.optim.X, _partial_: true, lr: ...}
     trainer: TrainerConf = field(default_factory=TrainerConf)
     stats: StatsConf = field(default_factory=StatsConf)
+    gradcheck: GradcheckConf = field(default_factory=GradcheckConf)
     experiment: Any = None  # experiment metadata (name, target, claims); set by +experiment=NAME
 
 
