@@ -44,6 +44,7 @@ def _number(value: Any) -> bool:
 def validate(cfg: DictConfig) -> None:
     _validate_keys(cfg)
     _validate_run(cfg)
+    _validate_init(cfg)
     _validate_model(cfg)
     _validate_optimizer(cfg)
     _validate_scheduler(cfg)
@@ -94,6 +95,13 @@ def _validate_run(cfg: DictConfig) -> None:
     _check(cfg.threads is None or cfg.threads >= 1, "threads", cfg.threads, "null or >= 1")
     for key in ("every", "histogram_every", "max_batch"):
         _check(st[key] >= 1, f"stats.{key}", st[key], "an integer >= 1")
+
+
+def _validate_init(cfg: DictConfig) -> None:
+    _check(cfg.init.gain in (None, "activation"), "init.gain", cfg.init.gain,
+           "null (the scheme's own scale) or activation (scaled by the activation's gain)")  # fmt: skip
+    _check(cfg.init.gain is None or cfg.init.gain_arg in ("gain", "nonlinearity"), "init.gain",
+           cfg.init.gain, f"null: init={cfg.init.name} takes no gain")  # fmt: skip
 
 
 def _validate_model(cfg: DictConfig) -> None:
@@ -168,8 +176,9 @@ def _validate_layers(cfg: DictConfig) -> None:
     if cfg.init.weight is not None:
         with torch_arguments("init.weight", cfg.init.weight):
             scheme = instantiate(cfg.init.weight)
-            initializers.with_gain(scheme, cfg.init.gain, cfg.activation.nonlinearity,
-                                   cfg.activation.param)(torch.empty(4, 4))  # fmt: skip
+            act = cfg.activation
+            initializers.with_gain(scheme, cfg.init.gain, cfg.init.gain_arg, act.nonlinearity,
+                                   act.param)(torch.empty(4, 4))  # fmt: skip
     with torch_arguments("preprocess", cfg.preprocess):
         build.build_preprocess(cfg)
     with torch_arguments("augmentation.ops", cfg.augmentation.ops):
