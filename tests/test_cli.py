@@ -81,11 +81,14 @@ def test_full_error_shows_the_traceback(tmp_path):
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
-def test_type_error_and_unknown_option_are_hydras_messages(tmp_path):
+def test_type_error_and_unknown_option_are_one_line_exit_2(tmp_path):
     proc = run(["train", "trainer.epochs=abc"], tmp_path)
-    assert proc.returncode != 0 and "trainer.epochs" in proc.stderr
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "trainer.epochs" in proc.stderr
     proc = run(["train", "optimizer=adamx"], tmp_path)
-    assert proc.returncode != 0 and "adamw" in proc.stderr  # lists the valid options
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "adamw" in proc.stderr  # lists the valid options
+    assert not (tmp_path / "outputs").exists()  # refused before anything was created
 
 
 def test_unknown_command(tmp_path):

@@ -10,6 +10,7 @@ prints Hydra's completion script for `trainlab`; TAB then calls `trainlab -sc qu
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import textwrap
@@ -22,6 +23,8 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from trainlab import tasks
+from trainlab.errors import ConfigError
+from trainlab.preflight import preflight
 from trainlab.runs import Interrupted
 from trainlab.schema import GROUPS, register_configs
 
@@ -33,8 +36,15 @@ def conf_dir() -> str:
 
 
 def run_name(override_dirname: str, seed: int) -> str:
-    """A job's directory and TensorBoard run name: the overrides, then the seed last."""
-    return f"{override_dirname or 'default'}/seed={seed}"
+    """A job's directory and TensorBoard run name: the overrides, then the seed last.
+
+    Overrides longer than MAX_NAME bytes are cut and end in a hash of the whole (a file name
+    holds at most 255 bytes)."""
+    name = override_dirname or "default"
+    if len(name.encode()) > MAX_NAME:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+        name = name.encode()[: MAX_NAME - 13].decode(errors="ignore") + "-" + digest
+    return f"{name}/seed={seed}"
 
 
 if not OmegaConf.has_resolver("tl_run_name"):
@@ -87,6 +97,7 @@ COMMANDS = (
     ),
 )
 NOT_GROUPS = ("hydra", "experiment")  # conf/ folders that are no config group of the help
+MAX_NAME = 200  # bytes of a run directory's name
 INFO_CHOICES = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
 
 
@@ -191,10 +202,7 @@ def hydra_argv(cmd: HydraCommand, ns: argparse.Namespace) -> list[str]:
             argv += [flag, value]
     argv += [flag for flag, on in (("-m", ns.multirun), ("--resolve", ns.resolve)) if on]
     argv += ["--hydra-help"] if ns.hydra_help else []
-    argv += ns.overrides
-    if not ns.shell_completion:
-        argv.append(f"hydra.job.name={cmd.name}")  # the log file's name; callbacks read it
-    return argv
+    return argv + ns.overrides
 
 
 def run(cmd: HydraCommand, ns: argparse.Namespace) -> int:
@@ -205,9 +213,20 @@ def run(cmd: HydraCommand, ns: argparse.Namespace) -> int:
     def main(cfg: DictConfig) -> float | None:
         return tasks.run_job(cmd.task, cfg)
 
-    if ns.shell_completion and ns.shell_completion.startswith("query"):
-        os.environ["COMP_LINE"] = strip_command(os.environ.get("COMP_LINE", ""), cmd.name)
-    sys.argv = ["trainlab", *hydra_argv(cmd, ns)]  # argv[0]: the name completion is installed for
+    args = hydra_argv(cmd, ns)
+    if ns.shell_completion:
+        if ns.shell_completion.startswith("query"):
+            os.environ["COMP_LINE"] = strip_command(os.environ.get("COMP_LINE", ""), cmd.name)
+    else:
+        try:
+            preflight(args, conf_dir())  # bad input: one line, exit 2, nothing created
+        except ConfigError as err:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(f"trainlab: error: {err}", file=sys.stderr)
+            return 2
+        args.append(f"hydra.job.name={cmd.name}")  # the log file's name; callbacks read it
+    argv, sys.argv = sys.argv, ["trainlab", *args]  # argv[0]: the name completion is set for
     try:
         main()
     except Interrupted as err:  # SIGINT/SIGTERM: the run saved a checkpoint and stopped
@@ -216,6 +235,8 @@ def run(cmd: HydraCommand, ns: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside a run
         print("trainlab: interrupted", file=sys.stderr)
         return 130
+    finally:
+        sys.argv = argv
     return 0
 
 

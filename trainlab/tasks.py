@@ -39,6 +39,13 @@ def run_job(task, cfg: DictConfig) -> float | None:
         print(f"trainlab: error: {err}", file=sys.stderr)
         if not multirun:
             sys.exit(2)
+    except OSError as err:  # an output that cannot be written: full disk, read-only, gone
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"trainlab: error: cannot write {err.filename or hc.runtime.output_dir}: "
+              f"{err.strerror or err}", file=sys.stderr)  # fmt: skip
+        if not multirun:
+            sys.exit(2)
     except Exception:
         if not multirun:
             raise
