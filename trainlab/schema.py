@@ -144,7 +144,7 @@ class Config:
     device: str = "auto"  # auto (cuda when available), cpu, cuda
     threads: int | None = None  # torch threads; None: torch's default (sweeps set it per job)
     data: DataConf = MISSING
-    model: Any = MISSING  # typed by model/mlp_schema or model/cnn_schema
+    model: Any = MISSING  # typed by mlp_model_schema or cnn_model_schema
     activation: ActivationConf = MISSING
     init: InitConf = MISSING
     norm: NormConf = MISSING
@@ -170,8 +170,8 @@ def register_configs() -> None:
     """Store the schema: `trainlab_schema` heads config.yaml; model options name theirs."""
     cs = ConfigStore.instance()
     cs.store(name="trainlab_schema", node=Config)
-    cs.store(group="model", name="mlp_schema", node=MLPConf)
-    cs.store(group="model", name="cnn_schema", node=CNNConf)
+    cs.store(name="mlp_model_schema", node=MLPConf)
+    cs.store(name="cnn_model_schema", node=CNNConf)
 
 
 def choices(cfg: Any) -> dict[str, str]:
