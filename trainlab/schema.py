@@ -24,6 +24,8 @@ class TrainerConf:
     checkpoint: bool = True  # resumable checkpoints (every epoch, every N steps, on a signal)
     checkpoint_every: int = 500  # steps between mid-epoch checkpoints (0: at epoch ends only)
     target_train_error: float = 0.25  # "steps to target" for convergence-speed comparisons
+    ema_decay: float | None = None  # Polyak averaging: EMA of the weights (e.g. 0.999); null: off
+    swa_start: int | None = None  # stochastic weight averaging from this epoch on; null: off
 
 
 @dataclass

@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from torch import nn
 from tqdm.auto import tqdm
 
-from trainlab import build, checkpoint, initializers, runs, stats, tb
+from trainlab import averaging, build, checkpoint, initializers, runs, stats, tb
 from trainlab.checkpoint import Run
 from trainlab.data import Splits, load_data
 from trainlab.errors import ConfigError
@@ -164,6 +164,7 @@ def _set_up(run: Run) -> None:
     run.optimizer = build.build_optimizer(cfg, run.model)
     run.scheduler = build.build_scheduler(cfg, run.optimizer, run.total_steps)
     run.augment = build.build_augment(cfg)
+    run.averaged = averaging.build_averaged(cfg, run.model)  # None unless ema_decay/swa_start
     run.decay_weights, _ = build.decay_parameters(run.model)
     run.generator = torch.Generator(device=run.device).manual_seed(cfg.seed)
     run.window = torch.zeros(3, device=run.device)
@@ -240,6 +241,8 @@ def _train_step(run: Run, idx: torch.Tensor) -> None:
         monitor.after_step(step)
     run.lr = run.optimizer.param_groups[0]["lr"]  # the lr this step used
     run.scheduler.step()
+    if run.averaged is not None:
+        run.averaged.update(run.model, run.epoch)
     run.step += 1
     n = torch.full_like(loss.detach(), len(y))  # a device fill, not a host copy
     batch = torch.stack([loss.detach() * n, (logits.argmax(1) == y).sum(), n])
@@ -290,6 +293,10 @@ def _end_epoch(run: Run) -> None:
     run.writer.add_scalar("val/loss", val_loss, step)
     run.writer.add_scalar("val/acc", val_acc, step)
     run.writer.add_scalar("examples/s", examples_per_s, step)
+    if run.averaged is not None:  # the averaged weights beside the raw ones
+        avg = run.averaged.evaluate(run.preprocess, run.data, ("val",), cfg.trainer.eval_batch_size)
+        run.history["epochs"][-1].update(avg)
+        averaging.write_scalars(run.writer, avg, step)
     log.info(
         "epoch %d | step %d | train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f ex/s",
         run.epoch, step, e_loss / e_n, e_correct / e_n, val_loss, val_acc, examples_per_s,
@@ -338,6 +345,11 @@ def _finish(run: Run) -> None:
         wall_time_s=run.elapsed(),
         examples_per_s=step * cfg.trainer.batch_size / max(run.train_time_s, 1e-9),
     )
+    if run.averaged is not None:
+        avg = run.averaged.final(run.preprocess, data, bs)
+        run.summary.update(avg)
+        run.summary.update(run.averaged.gains(run.summary))
+        averaging.write_scalars(run.writer, {k: avg[k] for k in avg if k.startswith("test_")}, step)
     run.summary["metrics"]["unit_max_diff"] = initializers.unit_max_difference(run.model)
     _keep_statistics(run)
     for line in run.summary.get("diagnostics", []):

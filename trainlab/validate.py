@@ -45,6 +45,24 @@ def validate(cfg: DictConfig) -> None:
         t.target_train_error,
         "a fraction in [0, 1)",
     )
+    _check(
+        t.ema_decay is None or 0 < t.ema_decay < 1,
+        "trainer.ema_decay",
+        t.ema_decay,
+        "null or a decay in (0, 1), e.g. 0.999",
+    )
+    _check(
+        t.swa_start is None or t.swa_start >= 1,
+        "trainer.swa_start",
+        t.swa_start,
+        "null or an epoch >= 1",
+    )
+    _check(
+        t.ema_decay is None or t.swa_start is None,
+        "trainer.swa_start",
+        t.swa_start,
+        "null when trainer.ema_decay is set (one average at a time)",
+    )
     _check(0 <= r.p < 1, "regularizer.p", r.p, "a dropout probability in [0, 1)")
     _check(r.weight_decay >= 0, "regularizer.weight_decay", r.weight_decay, ">= 0")
     _check(r.l1 >= 0, "regularizer.l1", r.l1, ">= 0")
