@@ -38,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from trainlab import ensembles
 from trainlab.claims import (
     ClaimResult,
     Stat,
@@ -111,6 +112,7 @@ class Comparison:
     descending: bool
     claims: list[ClaimResult]
     files: list[Path] = field(default_factory=list)  # what compare wrote
+    ensembles: list[ensembles.EnsembleRow] = field(default_factory=list)  # per group and split
 
     @property
     def jobs(self) -> list[Job]:
@@ -300,8 +302,10 @@ def compare(sweep_dir: str | Path) -> Comparison:
     jobs, experiment = load_sweep(sweep)
     rank_by, descending = rank_setting(experiment)
     groups = rank_groups(group_jobs(jobs), rank_by, descending)
+    ensemble_rows = ensembles.annotate(groups)  # before the claims: ensemble_gain per job
     claims = evaluate_claims(experiment.get("claims") or [], groups)
     result = Comparison(sweep, groups, experiment, rank_by, descending, claims)
+    result.ensembles = ensemble_rows
     write_outputs(result)
     return result
 
@@ -416,6 +420,12 @@ def format_markdown(result: Comparison) -> str:
     title = result.experiment.get("name") or result.sweep_dir.name
     parts = [f"# Comparison: {title}", "\n\n".join(_intro(result))]
     parts += ["## Results", markdown_table(_headers(result), _rows(result, interval=True))]
+    if result.ensembles:
+        parts += [
+            "## Ensembles",
+            ensembles.METHOD,
+            markdown_table(*ensembles.table(result.ensembles)),
+        ]
     parts += ["## Claims", *_claim_lines(result.claims, markdown=True)]
     parts += ["## Failed, diverged and missing jobs", "\n".join(_problem_lines(result))]
     plots = [p for p in result.files if p.suffix == ".png"]
@@ -426,6 +436,12 @@ def format_markdown(result: Comparison) -> str:
 
 def format_terminal(result: Comparison) -> str:
     parts = [*_intro(result), "", text_table(_headers(result), _rows(result, interval=False))]
+    if result.ensembles:
+        parts += [
+            "",
+            "Ensembles of each group's seeds:",
+            text_table(*ensembles.table(result.ensembles)),
+        ]
     parts += ["", "Claims:", *_claim_lines(result.claims, markdown=False)]
     if any(j.status != "completed" for j in result.jobs):
         parts += ["", "Failed, diverged and missing jobs:", *_problem_lines(result)]
