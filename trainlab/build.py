@@ -9,11 +9,11 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from trainlab import initializers, schedules
+from trainlab import initializers, schedules, transfer
 from trainlab.augment import compose
 from trainlab.models import affine_layers, identity_factory
 
-METADATA_KEYS = ("name",)  # beside `_target_` in a node, never passed to the target
+METADATA_KEYS = ("name", "pretrained")  # beside `_target_` in a node, never passed to the target
 
 
 def _instantiate(node: DictConfig, **kwargs):
@@ -72,6 +72,7 @@ def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
         {"params": decay, "weight_decay": cfg.regularizer.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    groups = transfer.lr_groups(cfg, model, groups)  # pretrained layers' lr scale, if any
     return _instantiate(cfg.optimizer)(groups)
 
 

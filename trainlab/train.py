@@ -24,7 +24,17 @@ from omegaconf import DictConfig
 from torch import nn
 from tqdm.auto import tqdm
 
-from trainlab import averaging, build, checkpoint, initializers, runs, stats, tb
+from trainlab import (
+    averaging,
+    build,
+    checkpoint,
+    ensembles,
+    initializers,
+    runs,
+    stats,
+    tb,
+    transfer,
+)
 from trainlab.checkpoint import Run
 from trainlab.data import Splits, load_data
 from trainlab.errors import ConfigError
@@ -76,11 +86,13 @@ def evaluate(
 def prepare(cfg: DictConfig) -> tuple[torch.device, Splits, nn.Module, nn.Module]:
     """Device, data on it, preprocessing fitted on the train split, the initialised model."""
     device = resolve_device(cfg.device)
+    pretrained = transfer.pretrained_path(cfg)  # may train the cached source model: before seeding
     seed_everything(cfg.seed)
     data = load_data(cfg.data).to(device)
     validate_data(cfg, data.in_shape)
     preprocess = build.build_preprocess(cfg).to(device).fit(data.train_x)
     model = build.build_model(cfg, data.in_shape, data.num_classes).to(device)
+    transfer.apply(cfg, model, preprocess, pretrained)
     if model.layout == "spatial":
         model = model.to(memory_format=torch.channels_last)  # ~1.7x faster convs on CPU (oneDNN)
     return device, data, preprocess, model
@@ -169,6 +181,7 @@ def _set_up(run: Run) -> None:
     run.generator = torch.Generator(device=run.device).manual_seed(cfg.seed)
     run.window = torch.zeros(3, device=run.device)
     run.epoch_sums = torch.zeros(3, device=run.device)
+    run.summary["transfer"] = transfer.describe(cfg, run.model)
     run.summary.update(
         params=sum(p.numel() for p in run.model.parameters()),
         target_train_error=cfg.trainer.target_train_error,
@@ -331,6 +344,8 @@ def _finish(run: Run) -> None:
     test_loss, test_acc = evaluate(run.model, run.preprocess, data.test_x, data.test_y, bs)
     run.writer.add_scalar("test/acc", test_acc, step)
     run.writer.add_scalar("test/loss", test_loss, step)
+    if cfg.trainer.predictions:  # for ensembles of a sweep's seeds (trainlab compare)
+        ensembles.save_predictions(run.run_dir, run.model, run.preprocess, data, bs)
     last = run.history["epochs"][-1]
     run.summary.update(
         train_loss=train_loss,
