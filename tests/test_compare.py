@@ -16,14 +16,9 @@ import yaml
 from omegaconf import OmegaConf
 
 from trainlab.callbacks import CompareOnMultirunEnd
-from trainlab.compare import (
-    compare,
-    compare_main,
-    compare_searches,
-    is_log_spaced,
-    parse_override,
-    run_compare,
-)
+from trainlab.compare import compare, compare_main, compare_searches, run_compare
+from trainlab.report.plots import is_log_spaced
+from trainlab.sweep import parse_override
 
 T_975_DF2 = 4.302652729749464  # Student t quantile 0.975, 2 degrees of freedom
 

@@ -80,9 +80,12 @@ def weight_std(init: str, activation: str = "relu") -> float:
     [
         ("small_random", "relu", 0.01),
         ("large_random", "relu", 1.0),
-        ("xavier_normal", "tanh", 5 / 3 * math.sqrt(2 / (2 * WIDTH))),
-        ("xavier_uniform", "tanh", 5 / 3 * math.sqrt(2 / (2 * WIDTH))),
+        ("xavier_normal", "tanh", math.sqrt(2 / (2 * WIDTH))),  # gain 1: Glorot's, the lecture's
+        ("xavier_uniform", "tanh", math.sqrt(2 / (2 * WIDTH))),
+        ("xavier_normal", "relu", math.sqrt(2 / (2 * WIDTH))),  # not Kaiming in disguise
         ("xavier_normal", "sigmoid", math.sqrt(2 / (2 * WIDTH))),
+        ("lecun_normal", "selu", math.sqrt(1 / WIDTH)),
+        ("lecun_normal", "relu", math.sqrt(1 / WIDTH)),
         ("kaiming_normal", "relu", math.sqrt(2 / WIDTH)),
         ("kaiming_uniform", "relu", math.sqrt(2 / WIDTH)),
         ("kaiming_normal", "leaky_relu", math.sqrt(2 / (1 + 0.01**2) / WIDTH)),

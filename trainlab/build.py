@@ -48,10 +48,10 @@ def build_model(cfg: DictConfig, in_shape: tuple[int, ...], num_classes: int) ->
     hidden_init = head_init = None
     if cfg.init.weight is not None:
         scheme = instantiate(cfg.init.weight)
-        hidden_init = initializers.with_gain(
-            scheme, cfg.init.gain, cfg.activation.nonlinearity, cfg.activation.param
-        )
-        head_init = initializers.with_gain(scheme, cfg.init.gain, "linear", None)
+        gain, gain_arg = cfg.init.gain, cfg.init.gain_arg
+        act = cfg.activation
+        hidden_init = initializers.with_gain(scheme, gain, gain_arg, act.nonlinearity, act.param)
+        head_init = initializers.with_gain(scheme, gain, gain_arg, "linear", None)
     initializers.init_weights(model, hidden_init, cfg.init.bias, head_init)
     return model
 

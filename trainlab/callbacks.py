@@ -26,7 +26,8 @@ class CompareOnMultirunEnd(Callback):
     """
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from trainlab.compare import compare, format_terminal
+        from trainlab.compare import compare
+        from trainlab.report.terminal import format_terminal
 
         try:
             # Hydra's `now` resolver is cached on this config: same dir the launcher used.

@@ -26,10 +26,10 @@ from trainlab.data import Splits
 from trainlab.diagnostics import Snapshot
 from trainlab.io import atomic_torch_save
 
-FORMAT = 2  # bump when the layout changes: an older checkpoint is not resumed
+FORMAT = 3  # bump when the layout changes: an older checkpoint is not resumed
 RUN_KEYS = (
     "step", "epoch", "batch_start", "perm", "window", "epoch_sums", "lr", "history",
-    "best_val_acc", "train_time_s", "epoch_train_s",
+    "best_val_acc", "train_time_s", "epoch_train_s", "target_ring", "target_hit", "last_sync",
 )  # fmt: skip
 SUMMARY_KEYS = ("initial_loss", "steps_to_target", "seconds_to_target")
 
@@ -63,6 +63,9 @@ class Run:
     perm: torch.Tensor | None = None  # this epoch's order of the training examples
     window: torch.Tensor = None  # (loss sum, correct, examples) since the last sync
     epoch_sums: torch.Tensor = None  # the same over this epoch
+    target_ring: torch.Tensor = None  # (correct, examples) of the last steps (trainlab.target)
+    target_hit: torch.Tensor = None  # the step the windowed train error reached target; -1: not yet
+    last_sync: tuple[int, float] = (0, 0.0)  # (step, seconds) of the last host sync
     lr: float = math.nan  # the lr the last step used
     history: dict[str, list] = field(default_factory=lambda: {"epochs": [], "steps": []})
     best_val_acc: float = -math.inf

@@ -21,12 +21,15 @@ TINY_GRAD = 1e-5  # at step 0, the largest ||grad|| / ||weight|| below this: van
 HEALTHY_UPDATE = 1e-3  # the lecture's update-to-weight ratio
 FAR = 20.0  # a median update ratio outside [1e-3 / FAR, 1e-3 * FAR] is far from healthy
 
+LOSS_FAR = 0.5  # an initial loss outside [ln C (1 - LOSS_FAR), ln C (1 + LOSS_FAR)] is "far"
+RELU_FAMILY = ("relu", "leaky_relu")  # torch gain names of the activations that halve variance
+
 Row = dict[str, float]
 # the scalar summary metrics every run with statistics has (experiments' claims read them)
 SCALAR_METRICS = (
     "dead_fraction_max", "dead_fraction_mean", "saturated_fraction_max", "act_std_first",
     "act_std_last", "act_std_ratio_last_first", "grad_norm_first", "grad_norm_last",
-    "grad_ratio_first_last", "update_ratio_median",
+    "grad_ratio_first_last", "update_ratio_median", "act_mean_abs_step0",
 )  # fmt: skip
 
 
@@ -85,6 +88,7 @@ def summary_metrics(first: Snapshot | None, last: Snapshot | None) -> dict[str, 
         "dead_fraction_last": dead,
         "act_mean_avg": sum(means) / len(means),  # not zero-centred: sigmoid's is about 0.5
         "act_mean_step0": [row["mean"] for row in first.acts.values()],
+        "act_mean_abs_step0": sum(abs(row["mean"]) for row in first.acts.values()) / len(stds),
     }  # fmt: skip
     if first.pre:  # stats.pre_activation: the inputs of the nonlinearities (after any norm)
         pre = list(first.pre.values())
@@ -223,4 +227,35 @@ def update_ratio(snap: Snapshot) -> list[str]:
     return [
         f"{pick}: update/weight ratio {ratios[pick]:.1e} {snap.when()} (median over layers "
         f"{median:.1e}; about 1e-3 is healthy); the steps are {verdict}"
+    ]
+
+
+def initial_loss(loss: float, num_classes: int) -> list[str]:
+    """The lecture's first sanity check: with small weights the loss starts at about ln C."""
+    expected = math.log(num_classes)
+    if not math.isfinite(loss):
+        return [f"initial loss {loss} is not finite: the init scale is far too large"]
+    if abs(loss - expected) <= LOSS_FAR * expected:
+        return []
+    why = ("the logits start large: the init scale is too large for this net (try a smaller "
+           "init scale, init=xavier_normal or kaiming_normal, or norm=batch)" if loss > expected
+           else "below what uniform predictions give: check the labels and the loss")  # fmt: skip
+    return [
+        f"initial loss {loss:.3g} is far from ln {num_classes} = {expected:.3f} (the loss of "
+        f"uniform predictions, the lecture's first check); {why}"
+    ]
+
+
+def init_meets_activation(cfg: Any) -> list[str]:
+    """Xavier (or LeCun) at its own scale on a ReLU-family activation: the lecture's contrast."""
+    init, act = cfg.init, cfg.activation
+    if not (init.get("unit_gain") and init.gain is None and act.nonlinearity in RELU_FAMILY):
+        return []
+    depth = cfg.model.get("depth", 1)
+    return [
+        f"init={init.name} with activation={act.name}: its scale (std about 1/sqrt(fan_in)) "
+        f"assumes a zero-centred activation, and each {act.name} layer halves the variance, so "
+        f"the std shrinks about 1/sqrt(2) per layer ({2 ** (-depth / 2):.2g}x after {depth}): "
+        "the lecture's 'Xavier breaks for ReLU' (He et al. 2015); use init=kaiming_normal, "
+        "init.gain=activation, or norm=batch"
     ]

@@ -22,11 +22,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
+
+if TYPE_CHECKING:  # compare reads predictions with numpy only: no torch import there
+    from torch import nn
 
 PREDICTIONS = "predictions.npz"
 SPLITS = ("val", "test")
@@ -34,17 +35,19 @@ BOOTSTRAP = 2000  # resamples of the seeds for the gain's interval
 DERIVED_KEYS = ("ensemble_test_acc", "ensemble_val_acc", "ensemble_gain", "ensemble_val_gain")
 
 
-@torch.no_grad()
-def predict(model: nn.Module, preprocess: nn.Module, x: torch.Tensor, batch_size: int):
-    """Softmax probabilities (N, C) in eval mode."""
+def predict(model: nn.Module, preprocess: nn.Module, x, batch_size: int) -> np.ndarray:
+    """Softmax probabilities (N, C) in eval mode, as float16."""
+    import torch
+
     was_training = model.training
     model.eval()
-    out = [
-        model(preprocess(x[i : i + batch_size])).float().softmax(1)
-        for i in range(0, len(x), batch_size)
-    ]
+    with torch.no_grad():
+        out = [
+            model(preprocess(x[i : i + batch_size])).float().softmax(1).cpu()
+            for i in range(0, len(x), batch_size)
+        ]
     model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0, 0)
+    return torch.cat(out).numpy().astype(np.float16) if out else np.zeros((0, 0), np.float16)
 
 
 def save_predictions(run_dir: Path, model: nn.Module, preprocess: nn.Module, data, bs: int) -> None:
@@ -52,9 +55,7 @@ def save_predictions(run_dir: Path, model: nn.Module, preprocess: nn.Module, dat
     arrays = {}
     for split in SPLITS:
         x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
-        arrays[f"{split}_probs"] = (
-            predict(model, preprocess, x, bs).cpu().numpy().astype(np.float16)
-        )
+        arrays[f"{split}_probs"] = predict(model, preprocess, x, bs)
         arrays[f"{split}_y"] = y.cpu().numpy().astype(np.int64)
     np.savez_compressed(run_dir / PREDICTIONS, **arrays)
 
@@ -127,25 +128,3 @@ def annotate(groups: list[Any], seed: int = 0) -> list[EnsembleRow]:
             lo, hi = bootstrap_gain(stack, y, rng)
             rows.append(EnsembleRow(g.label, split, len(same), float(np.mean(member)), ens, lo, hi))
     return rows
-
-
-def table(rows: list[EnsembleRow]) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) of the Ensembles section, test split first."""
-    header = ["group", "split", "seeds", "mean member acc", "ensemble acc", "gain [95% bootstrap]"]
-    out = []
-    for r in sorted(rows, key=lambda r: (r.split != "test", r.group)):
-        interval = f" [{r.lo:+.4f}, {r.hi:+.4f}]" if math.isfinite(r.lo) else " (one seed)"
-        out.append(
-            [r.group, r.split, str(r.n), f"{r.members:.4f}", f"{r.ensemble:.4f}",
-             f"{r.gain:+.4f}{interval}"]
-        )  # fmt: skip
-    return header, out
-
-
-METHOD = (
-    "Ensemble: the seeds' softmax probabilities averaged (predictions.npz of each completed job). "
-    f"Gain = ensemble accuracy - mean member accuracy; its interval is a {BOOTSTRAP}-resample "
-    "percentile bootstrap over seeds (members drawn with replacement, the ensemble weighted by "
-    "draws), coarse with 3-5 seeds. Claims use the per-member metric ensemble_gain (the group's "
-    "ensemble minus that member) with the Student-t interval over seeds."
-)

@@ -1,4 +1,4 @@
-"""Weight initialisation of every linear/conv layer, with gains that follow the activation."""
+"""Weight initialisation of every linear/conv layer; kaiming's gain follows the activation."""
 
 from __future__ import annotations
 
@@ -14,16 +14,21 @@ WeightInit = Callable[[torch.Tensor], torch.Tensor]
 
 
 def with_gain(
-    weight_init: WeightInit, gain_arg: str | None, nonlinearity: str, param: float | None
+    weight_init: WeightInit,
+    gain: str | None,
+    gain_arg: str | None,
+    nonlinearity: str,
+    param: float | None,
 ) -> WeightInit:
-    """Bind the activation into the scheme: `gain=` (xavier, orthogonal) or `nonlinearity=` (kaiming)."""
-    if gain_arg is None:
+    """The scheme as is (gain None: Glorot's, LeCun's own scale), or scaled to the activation
+    (gain "activation"): through `gain=` (xavier, orthogonal) or `nonlinearity=` (kaiming)."""
+    if gain is None:
         return weight_init
     if gain_arg == "gain":
         return partial(weight_init, gain=nn.init.calculate_gain(nonlinearity, param))
     if gain_arg == "nonlinearity":
         return partial(weight_init, nonlinearity=nonlinearity, a=param or 0.0)
-    raise ValueError(f"init.gain={gain_arg!r}: allowed are null, 'gain', 'nonlinearity'")
+    raise ValueError(f"init.gain_arg={gain_arg!r}: allowed are 'gain', 'nonlinearity'")
 
 
 @torch.no_grad()

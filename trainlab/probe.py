@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
-from trainlab import tb
+from trainlab import diagnostics, tb
 from trainlab.io import write_json
 from trainlab.models import AFFINE_NAMES
 from trainlab.stats import HIST_HEAD, INPUT, Monitor
@@ -56,11 +56,15 @@ def probe(cfg: DictConfig, run_dir: str | Path) -> list[dict[str, Any]]:
     finally:
         writer.close()
     layers = table_rows(monitor, model)
-    lines = monitor.diagnostics()
+    initial = loss.item()
+    lines = (
+        diagnostics.init_meets_activation(cfg)
+        + diagnostics.initial_loss(initial, data.num_classes)
+        + monitor.diagnostics()
+    )
     write_json(run_dir / "probe.json", layers)
     write_json(run_dir / "diagnostics.json", lines)
     save_figure(layers, monitor.last_hists, run_dir / "probe.png")
-    initial = loss.item()
     print(format_table(layers))
     print(
         f"\n{len(x)} examples | loss {initial:.4f} (ln {data.num_classes} = "

@@ -81,7 +81,13 @@ class ActivationConf:
 class InitConf:
     name: str = MISSING
     weight: Any = None  # {_target_: torch.nn.init.X_, _partial_: true}; None keeps PyTorch's
-    gain: str | None = None  # how the activation enters: "gain" (calculate_gain) or "nonlinearity"
+    gain: str | None = None  # null: the scheme's own scale; "activation": scaled to the activation
+    gain_arg: str | None = (
+        None  # how the scheme takes it: "gain" (xavier) or "nonlinearity" (kaiming)
+    )
+    unit_gain: bool = (
+        False  # its scale assumes a unit-gain activation (Glorot, LeCun): relu halves it
+    )
     bias: float | None = 0.0  # constant bias; None keeps PyTorch's
 
 
@@ -168,6 +174,7 @@ class Config:
     trainer: TrainerConf = field(default_factory=TrainerConf)
     stats: StatsConf = field(default_factory=StatsConf)
     gradcheck: GradcheckConf = field(default_factory=GradcheckConf)
+    pair: str | None = None  # the (activation, init) pair of pair=NAME (conf/pair/), if any
     experiment: Any = None  # experiment metadata (name, target, claims); set by +experiment=NAME
 
 

@@ -28,10 +28,12 @@ from trainlab import (
     averaging,
     build,
     checkpoint,
+    diagnostics,
     ensembles,
     initializers,
     runs,
     stats,
+    target,
     tb,
     transfer,
 )
@@ -180,6 +182,7 @@ def _set_up(run: Run) -> None:
     run.decay_weights, _ = build.decay_parameters(run.model)
     run.generator = torch.Generator(device=run.device).manual_seed(cfg.seed)
     run.window = torch.zeros(3, device=run.device)
+    run.target_ring, run.target_hit = target.new_state(run.device)
     run.epoch_sums = torch.zeros(3, device=run.device)
     run.summary["transfer"] = transfer.describe(cfg, run.model)
     run.summary.update(
@@ -208,8 +211,18 @@ def _start(run: Run) -> None:
         run.device, run.summary["params"], len(run.data.train_x), run.summary["initial_loss"],
         run.data.num_classes, math.log(run.data.num_classes),
     )  # fmt: skip
+    run.summary["diagnostics"] = _set_up_diagnostics(run)
+    for line in run.summary["diagnostics"]:
+        log.warning(line)
     _open_bar(run)
     run.model.train()
+
+
+def _set_up_diagnostics(run: Run) -> list[str]:
+    """Before training: Xavier on a ReLU-family activation; an initial loss far from ln C."""
+    return diagnostics.init_meets_activation(run.cfg) + diagnostics.initial_loss(
+        run.summary["initial_loss"], run.data.num_classes
+    )
 
 
 def _resume(run: Run, state: dict[str, Any]) -> None:
@@ -261,13 +274,16 @@ def _train_step(run: Run, idx: torch.Tensor) -> None:
     batch = torch.stack([loss.detach() * n, (logits.argmax(1) == y).sum(), n])
     run.window += batch
     run.epoch_sums += batch
+    run.target_hit = target.update(
+        run.target_ring, run.target_hit, run.step, batch[1], n, cfg.trainer.target_train_error
+    )
     run.bar.update(1)
 
 
 def _log_window(run: Run) -> None:
     """The curves since the last sync: history, TensorBoard, bar; raises Diverged on NaN/inf."""
     elapsed = run.elapsed()
-    w_loss, w_correct, w_n = run.window.tolist()  # one CPU-GPU sync here
+    w_loss, w_correct, w_n, hit = target.pack(run.window, run.target_hit).tolist()  # one sync
     run.window.zero_()
     w_loss, w_acc = w_loss / w_n, w_correct / w_n
     if not math.isfinite(w_loss):
@@ -280,8 +296,10 @@ def _log_window(run: Run) -> None:
     run.writer.add_scalar("train/loss", w_loss, step)
     run.writer.add_scalar("train/acc", w_acc, step)
     run.writer.add_scalar("lr", lr, step)
-    if run.summary["steps_to_target"] is None and 1 - w_acc <= run.cfg.trainer.target_train_error:
-        run.summary.update(steps_to_target=step, seconds_to_target=elapsed)
+    reached = target.found(hit, run.last_sync, step, elapsed)
+    run.last_sync = (step, elapsed)
+    if run.summary["steps_to_target"] is None and reached:
+        run.summary.update(steps_to_target=reached[0], seconds_to_target=reached[1])
     run.bar.set_postfix(loss=f"{w_loss:.3f}", acc=f"{w_acc:.3f}", refresh=False)
 
 
@@ -331,9 +349,10 @@ def _save_checkpoint(run: Run, finished: bool = False) -> None:
 
 
 def _keep_statistics(run: Run) -> None:
+    run.summary["diagnostics"] = _set_up_diagnostics(run)
     if run.monitor:
         run.summary["metrics"].update(run.monitor.summary_metrics())
-        run.summary["diagnostics"] = run.monitor.diagnostics()
+        run.summary["diagnostics"] += run.monitor.diagnostics()
 
 
 def _finish(run: Run) -> None:

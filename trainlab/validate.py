@@ -88,6 +88,18 @@ def validate(cfg: DictConfig) -> None:
         cfg.stats.histogram_every,
         "an integer >= 1",
     )
+    _check(
+        cfg.init.gain in (None, "activation"),
+        "init.gain",
+        cfg.init.gain,
+        "null (the scheme's own scale) or activation (scaled by the activation's gain)",
+    )
+    _check(
+        cfg.init.gain is None or cfg.init.gain_arg in ("gain", "nonlinearity"),
+        "init.gain",
+        cfg.init.gain,
+        f"null: init={cfg.init.name} takes no gain",
+    )
     _validate_model(cfg)
 
 
