@@ -71,7 +71,7 @@ def load_data(cfg: Any) -> Splits:
         )
     gen = torch.Generator().manual_seed(cfg.split_seed)  # the split is a property of the data
     raw = LOADERS[cfg.name](cfg, gen)
-    if cfg.classes is not None:
+    if getattr(cfg, "classes", None) is not None:  # a DataConf node, or a plain object in tests
         raw = _take_classes(raw, list(cfg.classes))
     train_x, train_y, val_x, val_y = _split(raw.train_x, raw.train_y, cfg.val_fraction, gen)
     if cfg.subset is not None:
