@@ -30,7 +30,7 @@ from trainlab.train import train
 CONF = Path(conf_dir())
 EXPERIMENTS = (
     "activations", "dead_relu", "init", "init_depth", "preprocessing",
-    "batchnorm", "batchnorm_lr", "normalizations",
+    "batchnorm", "batchnorm_lr", "normalizations", "relu_tanh_cnn",
 )  # fmt: skip
 TINY = ["data=digits", "data.subset=64", "model=mlp", "model.width=8", "model.depth=2",
         "trainer.epochs=1", "trainer.batch_size=16", "trainer.checkpoint=false",
@@ -60,8 +60,10 @@ def options(group: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def metric_keys(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
-    """Every metric path a real completed job writes (statistics on), plus the derived ones."""
-    summary = train(compose(TINY), tmp_path_factory.mktemp("job"))
+    """Every metric path a real completed job writes (statistics on, batch norm: its pre-activation
+    and train/eval-mode metrics), plus the derived ones."""
+    overrides = [*TINY, "norm=batch", "stats.pre_activation=true"]
+    summary = train(compose(overrides), tmp_path_factory.mktemp("job"))
     assert summary["status"] == "completed"
     return set(DERIVED) | set(summary) | {f"metrics.{k}" for k in summary["metrics"]}
 

@@ -78,3 +78,12 @@ def test_digits_read_from_the_csv_equal_sklearns_load_digits():
     expected = np.lexsort(digits.images.reshape(len(images), -1).T[::-1])
     np.testing.assert_array_equal(images[order], digits.images[expected])
     np.testing.assert_array_equal(labels[order], digits.target[expected])
+
+
+def test_jobs_of_one_process_share_a_loaded_data_set_keyed_by_its_config():
+    from trainlab.config import compose
+
+    first = load_data(compose(["seed=0"]).data)
+    assert load_data(compose(["seed=1", "activation=tanh"]).data) is first  # same data node
+    other = load_data(compose(["data.subset=100"]).data)
+    assert other is not first and len(other.train_x) == 100

@@ -67,7 +67,13 @@ def decay_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Para
 
 
 def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
-    decay, no_decay = decay_parameters(model)
+    return optimizer_from_groups(cfg, *decay_parameters(model))
+
+
+def optimizer_from_groups(
+    cfg: DictConfig, decay: list[nn.Parameter], no_decay: list[nn.Parameter]
+) -> torch.optim.Optimizer:
+    """cfg.optimizer over two groups: weight decay on `decay` only."""
     groups = [
         {"params": decay, "weight_decay": cfg.regularizer.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},

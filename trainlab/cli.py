@@ -18,6 +18,7 @@ from trainlab.errors import ConfigError
 from trainlab.io import atomic_write_text
 from trainlab.runs import Interrupted, claim, config_hash
 from trainlab.schema import register_configs
+from trainlab.sweep_fusion import train_pending_group
 
 log = logging.getLogger("trainlab")
 USAGE = """usage: trainlab COMMAND [ARGS]
@@ -80,7 +81,9 @@ def _train_task(cfg: DictConfig, run_dir: str) -> float:
         cfg.threads = _threads_per_job()
     claim(Path(run_dir), config_hash(cfg))  # another config's directory: refused, untouched
     save_hydra_files(cfg, Path(run_dir))
-    best = train(cfg, run_dir).get("best_val_acc")
+    fused = train_pending_group(cfg.threads)  # this job's seed group, as one model
+    summary = fused[0] if fused else train(cfg, run_dir)
+    best = summary.get("best_val_acc")
     return math.nan if best is None else best
 
 

@@ -31,7 +31,7 @@ from trainlab.report.search_tables import format_search_csv, format_search_markd
 from trainlab.report.tables import format_csv, format_markdown
 from trainlab.report.tensorboard import write_tensorboard
 from trainlab.report.terminal import format_search_terminal, format_terminal
-from trainlab.searches import SearchComparison, judge_searches
+from trainlab.searches import SearchComparison, best_of_claims, judge_searches
 from trainlab.sweep import (
     Comparison,
     Group,
@@ -54,6 +54,7 @@ def compare(sweep_dir: str | Path) -> Comparison:
     groups = rank_groups(group_jobs(jobs), rank_by, descending)
     ensemble_rows = ensembles.annotate(groups)  # before the claims: ensemble_gain per job
     claims = evaluate_claims(experiment.get("claims") or [], groups)
+    claims += best_of_claims(experiment, jobs, rank_by, descending)  # experiment.best_of
     result = Comparison(sweep, groups, experiment, rank_by, descending, claims)
     result.ensembles = ensemble_rows
     write_outputs(result)

@@ -7,8 +7,10 @@ moves them to the device once, after which batches are slices.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import importlib.util
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -16,7 +18,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from hydra.utils import to_absolute_path
 from torch import Tensor
 
 from trainlab.errors import ConfigError
@@ -63,7 +64,27 @@ class _Raw(NamedTuple):
 
 
 def load_data(cfg: Any) -> Splits:
-    """Load the data set `cfg.name` (a DataConf node) and split it; CPU tensors."""
+    """Load the data set `cfg.name` (a DataConf node) and split it; CPU tensors.
+
+    A DictConfig's result is cached per process, keyed by the node and the working directory
+    (relative roots): the jobs of a one-process sweep load their data once. The tensors are
+    shared: callers index them, never write into them.
+    """
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(cfg, DictConfig):
+        return _cached(OmegaConf.to_yaml(cfg, resolve=True), os.getcwd())
+    return _load(cfg)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached(cfg_yaml: str, cwd: str) -> Splits:
+    from omegaconf import OmegaConf
+
+    return _load(OmegaConf.create(cfg_yaml))
+
+
+def _load(cfg: Any) -> Splits:
     _check_ranges(cfg)
     if cfg.name not in LOADERS:
         raise ConfigError(
@@ -144,6 +165,10 @@ def _shown(value: Any) -> str:
 
 def _root(cfg: Any) -> Path:
     """cfg.root (or ./data) made absolute against the launch directory, even if Hydra chdir'ed."""
+    from hydra.utils import (
+        to_absolute_path,  # here: the data readers also serve scripts without Hydra
+    )
+
     return Path(to_absolute_path(cfg.root if cfg.root is not None else DEFAULT_ROOT))
 
 

@@ -17,6 +17,7 @@ from trainlab.claims import ClaimResult, evaluate_claims, metric_value
 from trainlab.sweep import (
     Group,
     Job,
+    group_label,
     load_sweep,
     rank_groups,
     rank_setting,
@@ -121,3 +122,36 @@ def judge_searches(
     claims = evaluate_claims(cross_sweep_claims(experiments), ranked)
     out = Path(out_dir) if out_dir else sweeps[0] / safe_name("_vs_".join(labels))
     return SearchComparison(searches, out, rank_by, descending, claims, notes)
+
+
+def best_of_groups(
+    jobs: Sequence[Job], over: Sequence[str], metric: str, descending: bool
+) -> list[Group]:
+    """Groups without the keys `over` (e.g. optimizer.lr), each holding per seed its best
+    completed job over those keys by `metric`: every configuration at its own best setting,
+    found as a small grid search would find it (selected on the ranking metric)."""
+    by_label: dict[str, list[Job]] = {}
+    for job in jobs:
+        params = {k: v for k, v in job.params.items() if k not in over}
+        by_label.setdefault(group_label(params), []).append(job)
+    groups = []
+    for label, members in by_label.items():
+        best = best_per_seed(members, metric, descending)
+        params = {k: v for k, v in members[0].params.items() if k not in over}
+        groups.append(Group(label, params, best, shared_choices(members)))
+    return groups
+
+
+def best_of_claims(
+    experiment: dict[str, Any], jobs: Sequence[Job], rank_by: str, descending: bool
+) -> list[ClaimResult]:
+    """`experiment.best_of: {over: [KEY, ...], claims: [...]}`: claims judged on each group at
+    its best value of the `over` keys per seed (best_of_groups, by the ranking metric)."""
+    spec = experiment.get("best_of") or {}
+    over = list(spec.get("over") or [])
+    if not over or not spec.get("claims"):
+        return []
+    results = evaluate_claims(spec["claims"], best_of_groups(jobs, over, rank_by, descending))
+    for result in results:
+        result.text = f"[each at its best {', '.join(over)}] {result.text}"
+    return results

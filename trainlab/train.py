@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from trainlab import (
     averaging,
+    bn_modes,
     build,
     checkpoint,
     diagnostics,
@@ -187,6 +188,7 @@ def _set_up(run: Run) -> None:
     run.summary["transfer"] = transfer.describe(cfg, run.model)
     run.summary.update(
         params=sum(p.numel() for p in run.model.parameters()),
+        num_classes=run.data.num_classes,  # chance accuracy 1/C: a diverged job's score (scores.py)
         target_train_error=cfg.trainer.target_train_error,
         steps_to_target=None,
         seconds_to_target=None,
@@ -289,18 +291,24 @@ def _log_window(run: Run) -> None:
     if not math.isfinite(w_loss):
         _keep_statistics(run)  # what was captured before the blow-up is kept
         raise Diverged(run.step, w_loss)
-    step, lr = run.step, run.lr
-    run.history["steps"].append(
-        {"step": step, "train_loss": w_loss, "train_acc": w_acc, "lr": lr, "time_s": elapsed}
-    )
-    run.writer.add_scalar("train/loss", w_loss, step)
-    run.writer.add_scalar("train/acc", w_acc, step)
-    run.writer.add_scalar("lr", lr, step)
+    step = run.step
+    log_curve(run.history, run.writer, step, w_loss, w_acc, run.lr, elapsed)
     reached = target.found(hit, run.last_sync, step, elapsed)
     run.last_sync = (step, elapsed)
     if run.summary["steps_to_target"] is None and reached:
         run.summary.update(steps_to_target=reached[0], seconds_to_target=reached[1])
     run.bar.set_postfix(loss=f"{w_loss:.3f}", acc=f"{w_acc:.3f}", refresh=False)
+
+
+def log_curve(history: dict, writer, step: int, w_loss: float, w_acc: float, lr: float,
+              elapsed: float) -> None:  # fmt: skip
+    """One synced window of the training curve, into history.json and TensorBoard."""
+    history["steps"].append(
+        {"step": step, "train_loss": w_loss, "train_acc": w_acc, "lr": lr, "time_s": elapsed}
+    )
+    writer.add_scalar("train/loss", w_loss, step)
+    writer.add_scalar("train/acc", w_acc, step)
+    writer.add_scalar("lr", lr, step)
 
 
 def _end_epoch(run: Run) -> None:
@@ -385,6 +393,10 @@ def _finish(run: Run) -> None:
         run.summary.update(run.averaged.gains(run.summary))
         averaging.write_scalars(run.writer, {k: avg[k] for k in avg if k.startswith("test_")}, step)
     run.summary["metrics"]["unit_max_diff"] = initializers.unit_max_difference(run.model)
+    run.summary["metrics"].update(
+        bn_modes.batch_stats_metrics(run.model, run.preprocess, data.val_x, data.val_y,
+                                     cfg.trainer.batch_size, run.summary["val_acc"])
+    )  # fmt: skip
     _keep_statistics(run)
     for line in run.summary.get("diagnostics", []):
         log.warning(line)

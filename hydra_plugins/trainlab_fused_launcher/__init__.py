@@ -1,0 +1,1 @@
+"""trainlab's Hydra launcher: one process, seeds of a sweep trained as one fused model."""

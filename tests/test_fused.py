@@ -1,0 +1,115 @@
+"""Seeds fused into one model train as their separate runs do (issue 11), on real digits."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from trainlab.config import compose
+from trainlab.fused import train_fused, why_not_fusable
+from trainlab.fused_models import FusionUnsupported, fuse
+from trainlab.train import prepare, train
+
+QUIET = ["stats.enabled=false", "trainer.progress=never", "threads=1"]
+
+
+def configs(seeds, *overrides):
+    return [compose([*QUIET, *overrides, f"seed={s}"]) for s in seeds]
+
+
+def run_both(cfgs, tmp_path):
+    fused = train_fused(cfgs, [tmp_path / "fused" / str(c.seed) for c in cfgs])
+    separate = [train(c, tmp_path / "separate" / str(c.seed)) for c in cfgs]
+    return fused, separate
+
+
+def history(tmp_path, kind, seed):
+    return json.loads((tmp_path / kind / str(seed) / "history.json").read_text())
+
+
+@pytest.mark.parametrize("extra", [[], ["norm=batch", "activation=tanh"], ["activation=maxout"]])
+def test_each_members_first_step_loss_equals_its_separate_run(extra, tmp_path):
+    cfgs = configs([0, 1, 2], "trainer.max_steps=1", *extra)
+    fused, separate = run_both(cfgs, tmp_path)
+    for f, s in zip(fused, separate, strict=True):
+        assert f["status"] == s["status"] == "completed"
+        assert f["initial_loss"] == pytest.approx(s["initial_loss"], abs=1e-5)
+        assert f["fused"] == {"members": 3, "seeds": [0, 1, 2]}
+    for seed in (0, 1, 2):
+        (f_step,), (s_step,) = (history(tmp_path, k, seed)["steps"] for k in ("fused", "separate"))
+        assert f_step["step"] == s_step["step"] == 1
+        assert f_step["train_loss"] == pytest.approx(s_step["train_loss"], abs=1e-5)
+
+
+def test_members_weights_after_training_equal_the_separate_runs(tmp_path):
+    cfgs = configs([3, 4], "trainer.max_steps=15", "regularizer=l2", "scheduler=cosine")
+    run_both(cfgs, tmp_path)
+    for seed in (3, 4):
+        f, s = (torch.load(tmp_path / k / str(seed) / "checkpoint.pt", weights_only=True)["model"]
+                for k in ("fused", "separate"))  # fmt: skip
+        assert f.keys() == s.keys()
+        for name in f:
+            torch.testing.assert_close(f[name], s[name], atol=1e-5, rtol=1e-4)
+
+
+def test_a_five_seed_sweep_ends_where_the_separate_runs_end(tmp_path):
+    cfgs = configs(range(5), "trainer.epochs=2")
+    fused, separate = run_both(cfgs, tmp_path)
+    for f, s in zip(fused, separate, strict=True):
+        assert f["status"] == "completed"
+        assert f["test_acc"] == pytest.approx(s["test_acc"], abs=0.01)
+        assert f["best_val_acc"] == pytest.approx(s["best_val_acc"], abs=0.01)
+        assert f["steps"] == s["steps"] and f["epochs"] == s["epochs"]
+        assert f["steps_to_target"] == s["steps_to_target"]
+    for seed in range(5):  # every job its own files, as if run alone
+        run_dir = tmp_path / "fused" / str(seed)
+        assert list(run_dir.glob("events.out.tfevents.*"))
+        assert {"summary.json", "history.json", "checkpoint.pt"} <= {
+            p.name for p in run_dir.iterdir()
+        }
+
+
+def test_a_diverged_member_is_recorded_and_masked_while_the_others_go_on(tmp_path):
+    # plain SGD at lr 1: seeds 0 and 2 blow up within the first epoch, 1 and 3 train
+    cfgs = configs(range(4), "trainer.epochs=2", "optimizer=sgd", "optimizer.lr=1.0")
+    fused, separate = run_both(cfgs, tmp_path)
+    statuses = [f["status"] for f in fused]
+    assert statuses == [s["status"] for s in separate]
+    assert "diverged" in statuses and "completed" in statuses
+    for f, s in zip(fused, separate, strict=True):
+        assert f.get("diverged_at_step") == s.get("diverged_at_step")
+        if f["status"] == "completed":
+            assert f["test_acc"] == pytest.approx(s["test_acc"], abs=0.02)
+
+
+def test_fusion_applies_only_to_seed_only_differences():
+    assert why_not_fusable(configs([0, 1])) is None
+    assert "seed" in why_not_fusable(configs([0, 1]) + configs([1]))
+    differ = [compose([*QUIET, "seed=0"]), compose([*QUIET, "seed=1", "optimizer.lr=0.1"])]
+    assert "differ" in why_not_fusable(differ)
+    assert "stats" in why_not_fusable([compose(["seed=0"]), compose(["seed=1"])])
+    assert "model=cnn" in why_not_fusable(configs([0, 1], "model=cnn"))
+    with pytest.raises(FusionUnsupported):
+        train_fused(configs([0, 1], "model=cnn"), ["a", "b"])
+
+
+def test_layers_with_per_member_parameters_have_no_fused_form_yet():
+    models = [prepare(c)[3] for c in configs([0, 1], "activation=prelu")]
+    with pytest.raises(FusionUnsupported, match="PReLU"):
+        fuse(models)
+
+
+def test_member_state_dict_is_the_unfused_models_own(tmp_path):
+    models = [prepare(c)[3] for c in configs([5, 6], "norm=batch")]
+    fused = fuse(models)
+    for k, model in enumerate(models):
+        state = fused.member_state_dict(k)
+        assert state.keys() == model.state_dict().keys()
+        for name, tensor in model.state_dict().items():
+            torch.testing.assert_close(state[name], tensor)
+    x = torch.rand(2, 7, 1, 8, 8)  # (K, B, C, H, W): member k sees x[k]
+    fused.eval()
+    for k, model in enumerate(models):
+        torch.testing.assert_close(fused(x)[k], model.eval()(x[k]), atol=1e-5, rtol=1e-5)

@@ -1,0 +1,45 @@
+"""The default launcher trains a sweep's seeds as one fused model; a switch turns it off."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trainlab.sweep_fusion import seed_groups
+
+TINY = ["trainer.epochs=1", "model.width=16", "stats.enabled=false", "threads=1"]
+
+
+def sweep(tmp_path: Path, *args: str, activations: str = "relu,tanh") -> list[dict]:
+    cmd = [sys.executable, "-m", "trainlab", "train", "-m", "seed=0,1,2", f"activation={activations}",
+           *TINY, *args, f"hydra.sweep.dir={tmp_path}/sweep"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    paths = sorted((tmp_path / "sweep").glob("*/seed=*/summary.json"))
+    assert len(paths) == 6
+    for p in paths:
+        assert (p.parent / ".hydra" / "overrides.yaml").is_file()  # every job its own record
+    return [json.loads(p.read_text()) for p in paths]
+
+
+def test_seed_groups_are_the_jobs_equal_but_for_the_seed():
+    jobs = [["a=1", "seed=0"], ["a=2", "seed=0"], ["seed=1", "a=1"], ["a=3"], ["a=2", "+seed=5"]]
+    assert seed_groups(jobs) == {0: [0, 2], 1: [1, 4]}
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_a_sweep_fuses_its_seeds_by_default_and_not_when_switched_off(fuse, tmp_path):
+    summaries = sweep(tmp_path, f"hydra.launcher.fuse={str(fuse).lower()}")
+    assert all(s["status"] == "completed" for s in summaries)
+    assert all(("fused" in s) == fuse for s in summaries)
+    if fuse:
+        assert sorted(s["fused"]["members"] for s in summaries) == [3] * 6
+
+
+def test_a_sweep_falls_back_to_separate_jobs_where_fusion_does_not_apply(tmp_path):
+    summaries = sweep(tmp_path, "model=cnn", activations="prelu,relu")  # no fused CNN, PReLU
+    assert all(s["status"] == "completed" and "fused" not in s for s in summaries)

@@ -1,0 +1,78 @@
+"""Which jobs of a sweep train as one fused model, and the hand-over from launcher to task.
+
+The launcher (hydra/launcher=fused) groups the jobs whose overrides are equal but for the
+seed; while the first job of a group runs, `fused_group` holds the group's configs, and the
+task trains them all at once (trainlab.fused). A group that has no fused form, or whose
+configs turn out to differ in more than the seed, is trained job by job as usual.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, open_dict, read_write
+
+log = logging.getLogger("trainlab")
+SEED_KEYS = ("seed", "+seed", "++seed")
+_GROUP: ContextVar[list[DictConfig] | None] = ContextVar("trainlab_fused_group", default=None)
+
+
+def seed_groups(job_overrides: Sequence[Sequence[str]]) -> dict[int, list[int]]:
+    """{index of a group's first job: indices of every job of the group} for groups of >= 2."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, overrides in enumerate(job_overrides):
+        rest = tuple(sorted(o for o in overrides if o.split("=", 1)[0] not in SEED_KEYS))
+        groups.setdefault(rest, []).append(i)
+    return {jobs[0]: jobs for jobs in groups.values() if len(jobs) > 1}
+
+
+@contextmanager
+def fused_group(sweep_configs: list[DictConfig]) -> Iterator[None]:
+    token = _GROUP.set(sweep_configs)
+    try:
+        yield
+    finally:
+        _GROUP.reset(token)
+
+
+def task_config(sweep_config: DictConfig) -> DictConfig:
+    """A job's config as its task receives it (Hydra's run_job drops the hydra node)."""
+    cfg = copy.deepcopy(sweep_config)
+    with read_write(cfg), open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def job_dir(sweep_config: DictConfig) -> Path:
+    return Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
+
+
+def train_pending_group(threads: int | None) -> list[dict[str, Any]] | None:
+    """Train the current job's group fused; None when there is none or it cannot be fused."""
+    from trainlab.errors import ConfigError
+    from trainlab.fused import train_fused, why_not_fusable
+    from trainlab.fused_models import FusionUnsupported
+
+    sweep_configs = _GROUP.get()
+    if not sweep_configs:
+        return None
+    if any((job_dir(c) / "summary.json").exists() for c in sweep_configs):
+        return None  # an earlier attempt: each job resumes, skips or is refused on its own
+    cfgs = [task_config(c) for c in sweep_configs]
+    for cfg in cfgs:
+        if cfg.threads is None:
+            cfg.threads = threads
+    reason = why_not_fusable(cfgs)
+    if reason is None:
+        try:
+            return train_fused(cfgs, [job_dir(c) for c in sweep_configs])
+        except (FusionUnsupported, ConfigError) as err:  # each job records its own error
+            reason = str(err)
+    log.info("seeds trained one by one, not fused: %s", reason)
+    return None
