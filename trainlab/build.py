@@ -67,18 +67,22 @@ def decay_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Para
 
 
 def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
-    return optimizer_from_groups(cfg, *decay_parameters(model))
+    return optimizer_from_groups(cfg, *decay_parameters(model), head=list(model.head.parameters()))
 
 
 def optimizer_from_groups(
-    cfg: DictConfig, decay: list[nn.Parameter], no_decay: list[nn.Parameter]
+    cfg: DictConfig,
+    decay: list[nn.Parameter],
+    no_decay: list[nn.Parameter],
+    head: list[nn.Parameter] | None = None,
 ) -> torch.optim.Optimizer:
-    """cfg.optimizer over two groups: weight decay on `decay` only."""
+    """cfg.optimizer over two groups: weight decay on `decay` only; the layers before `head`
+    get transfer.pretrained_lr_scale times the lr when a pretrained model is loaded."""
     groups = [
         {"params": decay, "weight_decay": cfg.regularizer.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    groups = transfer.lr_groups(cfg, model, groups)  # pretrained layers' lr scale, if any
+    groups = transfer.lr_groups(cfg, head or [], groups)  # pretrained layers' lr scale, if any
     return _instantiate(cfg.optimizer)(groups)
 
 

@@ -98,12 +98,12 @@ def load_pretrained(path: str, model: nn.Module, preprocess: nn.Module) -> None:
         preprocess.load_state_dict(ckpt["preprocess"])
 
 
-def lr_groups(cfg: DictConfig, model: nn.Module, groups: list[dict]) -> list[dict]:
+def lr_groups(cfg: DictConfig, head_params: list[nn.Parameter], groups: list[dict]) -> list[dict]:
     """Split optimiser groups into pretrained layers (lr x pretrained_lr_scale) and the head."""
     scale = cfg.transfer.pretrained_lr_scale
     if scale == 1.0 or not pretrained_path(cfg):
         return groups
-    head = {id(p) for p in model.head.parameters()}
+    head = {id(p) for p in head_params}
     out = []
     for g in groups:
         body = [p for p in g["params"] if id(p) not in head]
