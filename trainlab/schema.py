@@ -25,7 +25,6 @@ class TrainerConf:
     checkpoint_every: int = 500  # steps between mid-epoch checkpoints (0: at epoch ends only)
     target_train_error: float = 0.25  # "steps to target" for convergence-speed comparisons
     predictions: bool = True  # predictions.npz: val/test probabilities (float16) for ensembles
-    predictions: bool = True  # predictions.npz (val/test probabilities, float16) for ensembles
     ema_decay: float | None = None  # Polyak averaging: EMA of the weights (e.g. 0.999); null: off
     swa_start: int | None = None  # stochastic weight averaging from this epoch on; null: off
 
@@ -161,7 +160,7 @@ class Config:
     device: str = "auto"  # auto (cuda when available), cpu, cuda
     threads: int | None = None  # torch threads; None: torch's default (sweeps set it per job)
     data: DataConf = MISSING
-    model: Any = MISSING  # typed by model/mlp_schema or model/cnn_schema
+    model: Any = MISSING  # typed by mlp_model_schema or cnn_model_schema
     activation: ActivationConf = MISSING
     init: InitConf = MISSING
     norm: NormConf = MISSING
@@ -188,8 +187,8 @@ def register_configs() -> None:
     """Store the schema: `trainlab_schema` heads config.yaml; model options name theirs."""
     cs = ConfigStore.instance()
     cs.store(name="trainlab_schema", node=Config)
-    cs.store(group="model", name="mlp_schema", node=MLPConf)
-    cs.store(group="model", name="cnn_schema", node=CNNConf)
+    cs.store(name="mlp_model_schema", node=MLPConf)
+    cs.store(name="cnn_model_schema", node=CNNConf)
 
 
 def choices(cfg: Any) -> dict[str, str]:

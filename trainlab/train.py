@@ -42,7 +42,7 @@ from trainlab.checkpoint import Run
 from trainlab.data import Splits, load_data
 from trainlab.errors import ConfigError
 from trainlab.io import write_json
-from trainlab.validate import validate, validate_data
+from trainlab.validate import validate, validate_data, validate_steps
 
 log = logging.getLogger("trainlab")
 LOG_EVERY = 10  # steps between host syncs: loss/acc history, progress bar, divergence check
@@ -129,8 +129,19 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     finally:
         torch.set_num_threads(threads)  # the next job of a one-process sweep starts afresh
         _close(run)
-        write_json(run_dir / "summary.json", run.summary)
+        _write(run_dir / "summary.json", run.summary, quiet=sys.exc_info()[0] is not None)
     return run.summary
+
+
+def _write(path: Path, obj: Any, quiet: bool) -> None:
+    """A record written on the way out; when an error is already on its way (a full disk),
+    failing to write is logged rather than raised over it."""
+    try:
+        write_json(path, obj)
+    except OSError as err:
+        if not quiet:
+            raise
+        log.error("%s not written: %s", path.name, err)
 
 
 def _train(run: Run, stop: runs.StopFlag, resume: bool) -> None:
@@ -176,6 +187,7 @@ def _set_up(run: Run) -> None:
     run.total_steps = cfg.trainer.epochs * steps_per_epoch
     if cfg.trainer.max_steps is not None:
         run.total_steps = min(run.total_steps, cfg.trainer.max_steps)
+    validate_steps(cfg, run.total_steps)
     run.optimizer = build.build_optimizer(cfg, run.model)
     run.scheduler = build.build_scheduler(cfg, run.optimizer, run.total_steps)
     run.augment = build.build_augment(cfg)
@@ -415,7 +427,7 @@ def _close(run: Run) -> None:
     if run.writer is not None:
         run.writer.close()
     if run.summary["status"] in ("diverged", "interrupted", "failed") and run.history["steps"]:
-        write_json(run.run_dir / "history.json", run.history)
+        _write(run.run_dir / "history.json", run.history, quiet=True)
 
 
 def _progress_disabled(mode: str) -> bool:
