@@ -67,7 +67,10 @@ def decay_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Para
 
 
 def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
-    return optimizer_from_groups(cfg, *decay_parameters(model), head=list(model.head.parameters()))
+    head = model.get_submodule("head") if hasattr(model, "head") else None  # trainlab models
+    return optimizer_from_groups(
+        cfg, *decay_parameters(model), head=None if head is None else list(head.parameters())
+    )
 
 
 def optimizer_from_groups(
