@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from trainlab import ensembles
 from trainlab.claims import check_claim, evaluate_claims
 from trainlab.errors import ConfigError
 from trainlab.report.plots import write_plots
@@ -58,9 +59,11 @@ def compare(sweep_dir: str | Path, claims_file: str | Path | None = None) -> Com
         experiment = {**experiment, "claims": read_claims(claims_file)}
     rank_by, descending = rank_setting(experiment)
     groups = rank_groups(group_jobs(jobs), rank_by, descending)
+    ensemble_rows = ensembles.annotate(groups)  # before the claims: ensemble_gain per job
     claims = evaluate_claims(experiment.get("claims") or [], groups)
     claims += best_of_claims(experiment, jobs, rank_by, descending)  # experiment.best_of
     result = Comparison(sweep, groups, experiment, rank_by, descending, claims)
+    result.ensembles = ensemble_rows
     write_outputs(result)
     return result
 
