@@ -11,6 +11,8 @@ import functools
 import gzip
 import importlib.util
 import os
+import pickle
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -92,6 +94,8 @@ def _load(cfg: Any) -> Splits:
         )
     gen = torch.Generator().manual_seed(cfg.split_seed)  # the split is a property of the data
     raw = LOADERS[cfg.name](cfg, gen)
+    if getattr(cfg, "classes", None) is not None:  # a DataConf node, or a plain object in tests
+        raw = _take_classes(raw, list(cfg.classes))
     train_x, train_y, val_x, val_y = _split(raw.train_x, raw.train_y, cfg.val_fraction, gen)
     if cfg.subset is not None:
         if cfg.subset > len(train_x):
@@ -118,6 +122,26 @@ def _check_ranges(cfg: Any) -> None:
         raise ConfigError(
             f"data.subset={cfg.subset} is out of range: allowed >= 1 (or null for all)"
         )
+
+
+def _take_classes(raw: _Raw, classes: list[int]) -> _Raw:
+    """Only the examples of `classes`, relabelled 0..k-1 in the order given."""
+    if (
+        len(classes) < 2
+        or len(set(classes)) < len(classes)
+        or not all(0 <= c < raw.num_classes for c in classes)
+    ):
+        raise ConfigError(
+            f"data.classes={classes} is not allowed: at least 2 distinct labels in [0, {raw.num_classes})"
+        )
+    relabel = torch.full((raw.num_classes,), -1, dtype=torch.int64)
+    relabel[torch.tensor(classes)] = torch.arange(len(classes))
+
+    def take(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        keep = relabel[y] >= 0
+        return x[keep], relabel[y[keep]]
+
+    return _Raw(*take(raw.train_x, raw.train_y), *take(raw.test_x, raw.test_y), len(classes))
 
 
 def _split(x: Tensor, y: Tensor, fraction: float, gen: torch.Generator) -> tuple[Tensor, ...]:
@@ -197,19 +221,27 @@ IDX_FILES = {  # split -> IDX base name; a file may also be gzipped (name + ".gz
 
 
 def read_idx(path: Path | str, ndim: int) -> np.ndarray:
-    """Read a uint8 IDX file (gzipped or not): magic 0x0000_08_<ndim>, then ndim big-endian uint32 sizes."""
+    """Read a uint8 IDX file (gzipped or not): magic 0x0000_08_<ndim>, then ndim big-endian uint32
+    sizes. A truncated or corrupt file is a ConfigError naming the file and what is wrong."""
     path = Path(path)
-    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-        raw = f.read()
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+        raise ConfigError(f"{path}: cannot read this IDX file: {err}") from err
     magic = int.from_bytes(raw[:4], "big")
     if magic != 0x0800 + ndim:
-        raise ValueError(
+        raise ConfigError(
             f"{path}: bad IDX magic number {magic:#010x}, expected {0x0800 + ndim:#010x}"
         )
+    if len(raw) < 4 + 4 * ndim:
+        raise ConfigError(f"{path}: truncated IDX header ({len(raw)} bytes)")
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: {data.size} bytes of data for dims {dims}")
+        raise ConfigError(
+            f"{path}: truncated or corrupt IDX file: {data.size} bytes of data for dims {dims}"
+        )
     return data.reshape(dims).copy()  # writable, so torch.from_numpy does not warn
 
 
@@ -298,9 +330,19 @@ def _torchvision_split(name: str, cfg: Any, train: bool) -> Any:
     except RuntimeError as err:  # "Dataset not found ..."; download errors pass when download=true
         if cfg.download:
             raise
+        if "not found" not in str(err):
+            raise ConfigError(  # torch could not shape a truncated file
+                f"data.root={_shown(cfg.root)}: the {dataset_cls.__name__.lstrip('_')} files under "
+                f"{_root(cfg)} cannot be read ({err}); replace them"
+            ) from err
         raise ConfigError(
             f"data.root={_shown(cfg.root)}: {dataset_cls.__name__.lstrip('_')} not found under {_root(cfg)}; "
             "point data.root at the folder holding it, or set data.download=true (needs a network)"
+        ) from err
+    except (OSError, EOFError, ValueError, IndexError, pickle.UnpicklingError) as err:
+        raise ConfigError(  # a truncated or corrupt file
+            f"data.root={_shown(cfg.root)}: the {dataset_cls.__name__.lstrip('_')} files under "
+            f"{_root(cfg)} cannot be read ({type(err).__name__}: {err}); replace them"
         ) from err
 
 

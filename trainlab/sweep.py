@@ -81,6 +81,7 @@ class Comparison:
     descending: bool
     claims: list[ClaimResult]
     files: list[Path] = field(default_factory=list)  # what compare wrote
+    ensembles: list[Any] = field(default_factory=list)  # ensembles.EnsembleRow: group x split
 
     @property
     def jobs(self) -> list[Job]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from trainlab.claims import ClaimResult, fmt_stat
+from trainlab.report.ensembles import METHOD, ensemble_table
 from trainlab.sweep import PROBLEMS, Comparison, Group
 
 TABLE_METRICS = (
@@ -108,6 +109,8 @@ def format_markdown(result: Comparison) -> str:
         "## Results",
         markdown_table(result_headers(result), result_rows(result, interval=True)),
     ]
+    if result.ensembles:
+        parts += ["## Ensembles", METHOD, markdown_table(*ensemble_table(result.ensembles))]
     parts += ["## Claims", *claim_lines(result.claims, markdown=True)]
     parts += ["## Failed, diverged and missing jobs", "\n".join(problem_lines(result))]
     plots = [p for p in result.files if p.suffix == ".png"]
