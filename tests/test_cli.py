@@ -94,7 +94,75 @@ def test_type_error_and_unknown_option_are_one_line_exit_2(tmp_path):
 
 def test_unknown_command(tmp_path):
     proc = run(["fly"], tmp_path)
-    assert proc.returncode == 2 and "train, probe, compare" in proc.stderr
+    assert proc.returncode == 2 and "invalid choice: 'fly'" in proc.stderr
+    assert "'train', 'probe', 'compare'" in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["train", "probe", "compare", "gradcheck"])
+def test_every_command_has_its_own_help(tmp_path, command):
+    proc = run([command, "--help"], tmp_path)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.stdout.startswith(f"usage: trainlab {command} ")
+    if command != "compare":  # the commands that compose a config list its groups
+        assert "activation: relu, elu," in proc.stdout  # the default first
+        assert "+experiment=NAME" in proc.stdout and "batchnorm" in proc.stdout
+        assert "schema" not in proc.stdout  # the typed schema is no option
+        assert "-m, --multirun" in proc.stdout
+    others = {"train": "Train one", "probe": "Pass one batch", "gradcheck": "Compare every"}
+    for name, head in others.items():
+        assert (head in proc.stdout) == (name == command)
+
+
+def test_version_and_usage_errors(tmp_path):
+    proc = run(["--version"], tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith("trainlab ")
+    proc = run(["train", "--bogus"], tmp_path)
+    assert proc.returncode == 2 and proc.stderr.startswith("usage: trainlab train")
+    assert proc.stderr.strip().splitlines()[-1].endswith("unrecognized arguments: --bogus")
+
+
+def test_flags_may_follow_the_overrides(tmp_path):
+    proc = run(["train", "seed=3", "--cfg", "job", "-p", "seed"], tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip() == "3", proc.stderr
+
+
+COMPLETE = """
+eval "$(trainlab train -sc install=bash)"
+complete -p trainlab
+for line in "trainlab tr" "trainlab train activation=ta" "trainlab probe +experiment=batchn"; do
+  read -ra words <<< "$line"
+  COMP_LINE="$line" COMP_POINT=${#line} COMP_CWORD=$((${#words[@]} - 1))
+  COMPREPLY=()
+  hydra_bash_completion
+  echo "$line -> ${COMPREPLY[*]}"
+done
+"""
+
+
+def test_bash_completion_of_commands_and_overrides(tmp_path):
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"  # `trainlab` as bash finds it
+    proc = subprocess.run(
+        ["bash", "-c", COMPLETE], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PATH": path},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "complete -o default -o nospace -F hydra_bash_completion trainlab",
+        "trainlab tr -> train",
+        "trainlab train activation=ta -> activation=tanh",
+        "trainlab probe +experiment=batchn -> +experiment=batchnorm +experiment=batchnorm_lr",
+    ]
+    assert "unknown command" not in proc.stderr
+
+
+def test_probe_sweep_reports_its_jobs(tmp_path):
+    proc = run(["probe", "-m", "activation=relu,tanh", "data.subset=64"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "trainlab probe: 2 of 2 jobs wrote probe.json" in proc.stdout
+    assert not list(tmp_path.rglob("comparison.md"))  # a probe sweep is not compared
+    proc = run(["probe", "-m", "activation=relu,tanh", "model.depth=0"], tmp_path)
+    assert proc.returncode == 1
+    assert "trainlab: 2 of 2 probe jobs failed" in proc.stderr
 
 
 def test_multirun_sweep_one_dir_per_job(tmp_path):

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from trainlab.errors import ConfigError
 
@@ -35,19 +36,24 @@ class ClaimOutputDirs(Callback):
 
 
 class CompareOnMultirunEnd(Callback):
-    """Run compare on the sweep directory; a broken compare is logged, never fails the sweep.
+    """Run compare on a training sweep; a broken compare is logged, never fails the sweep.
 
     Once compare is written, the sweep exits 1 if any job failed (no summary, or status
-    "failed"); a diverged job is a result, not a failure.
+    "failed"); a diverged job is a result, not a failure. A sweep of another command (probe,
+    gradcheck) is not compared: each job either wrote its result file or failed.
     """
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from trainlab.compare import compare
         from trainlab.report.terminal import format_terminal
 
+        name = str(OmegaConf.select(config, "hydra.job.name", default="train"))
         try:
             # Hydra's `now` resolver is cached on this config: same dir the launcher used.
             sweep_dir = str(config.hydra.sweep.dir)
+            if name != "train":
+                report_jobs(Path(sweep_dir), name)
+                return
             result = compare(sweep_dir)
         except ConfigError as err:  # no job directory below the sweep dir
             log.warning("%s", err)
@@ -64,3 +70,24 @@ class CompareOnMultirunEnd(Callback):
                 file=sys.stderr,
             )
             raise SystemExit(1)
+
+
+def report_jobs(sweep_dir: Path, name: str) -> None:
+    """One line for a sweep of `name` (probe, gradcheck); exit 1 if a job wrote no result."""
+    from trainlab.hydra_app import command
+    from trainlab.sweep import find_job_dirs
+
+    cmd = command(name)
+    jobs = find_job_dirs(sweep_dir) if sweep_dir.is_dir() else []
+    if cmd is None or not jobs:
+        return
+    failed = [j for j in jobs if not (j / cmd.result).is_file()]
+    print(
+        f"trainlab {name}: {len(jobs) - len(failed)} of {len(jobs)} jobs wrote {cmd.result} in {sweep_dir}"
+    )
+    if failed:
+        names = ", ".join(str(j.relative_to(sweep_dir)) for j in failed)
+        print(
+            f"trainlab: {len(failed)} of {len(jobs)} {name} jobs failed: {names}", file=sys.stderr
+        )
+        raise SystemExit(1)

@@ -18,6 +18,7 @@ SWEEP_A/<search>_vs_<search>/, so SWEEP_A's own comparison.md stays).
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Sequence
@@ -69,25 +70,25 @@ def run_compare(sweep_dir: str) -> int:
     return 0
 
 
+def run_args(ns: argparse.Namespace) -> int:
+    if len(ns.sweeps) == 1:
+        if ns.out is not None:
+            ns.parser.error("--out needs several sweeps")
+        return run_compare(ns.sweeps[0])
+    return run_compare_searches(ns.sweeps, ns.out)
+
+
 def compare_main(args: Sequence[str]) -> int:
-    """`trainlab compare SWEEP_DIR` or `trainlab compare SWEEP_A SWEEP_B ... [--out DIR]`."""
-    usage = "usage: trainlab compare SWEEP_DIR | trainlab compare SWEEP_A SWEEP_B ... [--out DIR]"
-    dirs, out, rest = [], None, list(args)
-    while rest:
-        arg = rest.pop(0)
-        if arg == "--out" and rest and out is None:
-            out = rest.pop(0)
-        elif arg.startswith("--out=") and out is None:
-            out = arg.removeprefix("--out=")
-        elif arg.startswith("-"):
-            dirs = []
-            break
-        else:
-            dirs.append(arg)
-    if not dirs or (len(dirs) == 1 and out is not None):
-        print(usage, file=sys.stderr)
-        return 2
-    return run_compare(dirs[0]) if len(dirs) == 1 else run_compare_searches(dirs, out)
+    """`trainlab compare ARGS` without the rest of the command line; usage errors return 2."""
+    from trainlab.cli import compare_arguments
+
+    parser = argparse.ArgumentParser(prog="trainlab compare")
+    compare_arguments(parser)
+    try:
+        ns = parser.parse_args(args)
+        return ns.run(ns)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
 
 
 def write_outputs(result: Comparison) -> None:

@@ -1,0 +1,111 @@
+"""What each Hydra command does in its job's directory: train, probe, gradcheck.
+
+A task is `task(cfg, run_dir)`; its return value is the job's objective (a sweeper such as
+Optuna's maximises it). `run_job` wraps a task so that a bad value is one line and a sweep goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from trainlab.errors import ConfigError
+from trainlab.io import atomic_write_text
+from trainlab.runs import claim, config_hash
+from trainlab.sweep_fusion import train_pending_group
+
+log = logging.getLogger("trainlab")
+
+
+def run_job(task, cfg: DictConfig) -> float | None:
+    """Run a task in Hydra's output dir; a bad value is one line, and a sweep goes on.
+
+    Returns the task's objective, NaN on failure.
+    """
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    try:
+        return task(cfg, hc.runtime.output_dir)
+    except ConfigError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"trainlab: error: {err}", file=sys.stderr)
+        if not multirun:
+            sys.exit(2)
+    except OSError as err:  # an output that cannot be written: full disk, read-only, gone
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"trainlab: error: cannot write {err.filename or hc.runtime.output_dir}: "
+              f"{err.strerror or err}", file=sys.stderr)  # fmt: skip
+        if not multirun:
+            sys.exit(2)
+    except Exception:
+        if not multirun:
+            raise
+        log.exception("job failed (recorded in summary.json); the sweep goes on")
+    return math.nan
+
+
+def train_task(cfg: DictConfig, run_dir: str) -> float:
+    """Train; the objective is the best validation accuracy (NaN if the run diverged)."""
+    from trainlab.train import train
+
+    if HydraConfig.get().mode == RunMode.MULTIRUN and cfg.threads is None:
+        cfg.threads = threads_per_job()
+    if claim(Path(run_dir), config_hash(cfg)) != "skip":  # another config's: refused
+        save_hydra_files(cfg, Path(run_dir))
+    fused = train_pending_group(cfg.threads)  # this job's seed group, as one model
+    summary = fused[0] if fused else train(cfg, run_dir)
+    best = summary.get("best_val_acc")
+    return math.nan if best is None else best
+
+
+def probe_task(cfg: DictConfig, run_dir: str) -> None:
+    from trainlab.probe import probe
+
+    save_hydra_files(cfg, Path(run_dir))
+    probe(cfg, run_dir)
+
+
+def gradcheck_task(cfg: DictConfig, run_dir: str) -> None:
+    """Exit 1 when some layer's gradient is off by more than the lecture's 1e-4."""
+    from trainlab.gradcheck import gradcheck, passed
+
+    save_hydra_files(cfg, Path(run_dir))
+    if not passed(gradcheck(cfg, run_dir)):
+        sys.exit(1)
+
+
+def save_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
+    """Hydra's `.hydra/` record of a job (hydra.output_subdir is null: Hydra would write it
+    before the task could refuse a directory that holds another run)."""
+    out = run_dir / ".hydra"
+    out.mkdir(parents=True, exist_ok=True)
+    hc = HydraConfig.get()
+    files = {"config.yaml": cfg, "hydra.yaml": {"hydra": hc}, "overrides.yaml": hc.overrides.task}
+    for name, node in files.items():
+        atomic_write_text(out / name, OmegaConf.to_yaml(node))
+
+
+def threads_per_job() -> int | None:
+    """Torch threads for one sweep job, so that parallel jobs don't oversubscribe the cores.
+
+    None (torch's default, every core) when jobs run one at a time (the basic launcher).
+    """
+    launcher = HydraConfig.get().launcher
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if launcher.get("cpus_per_task"):  # submitit: the job's own allocation
+        return int(launcher.cpus_per_task)
+    n_jobs = launcher.get("n_jobs")  # joblib; -1 means one job per core
+    if n_jobs is not None:
+        return 1 if n_jobs < 0 else max(1, (cores or 1) // n_jobs)
+    if "submitit" in str(launcher.get("_target_", "")):  # submitit_local starts every job at once
+        return 1
+    return None
