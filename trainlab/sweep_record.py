@@ -31,8 +31,10 @@ def claim_output_dir(config: DictConfig, kind: str) -> Path:
     if explicit:
         return path
     path = new_dir(path)
-    with read_write(node):
+    with read_write(config.hydra):
         node.dir = str(path)
+        # a sweep's jobs are composed again from these overrides (Hydra's load_sweep_config)
+        config.hydra.overrides.hydra.append(f"hydra.{kind}.dir={path}")
     return path
 
 
