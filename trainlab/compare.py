@@ -24,8 +24,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from trainlab.claims import evaluate_claims
+from trainlab.claims import ClaimResult, evaluate_claims
 from trainlab.errors import ConfigError
+from trainlab.io import atomic_write_text
 from trainlab.report.plots import write_plots
 from trainlab.report.search_tables import format_search_csv, format_search_markdown
 from trainlab.report.tables import format_csv, format_markdown
@@ -43,11 +44,13 @@ from trainlab.sweep import (
     rank_setting,
 )
 
+OUTPUT_FILES = ("comparison.md", "comparison.csv", "claims.json")
 __all__ = ["Comparison", "Group", "Job", "compare", "compare_main", "group_label", "run_compare"]
 
 
-def compare(sweep_dir: str | Path) -> Comparison:
-    """Read, group, rank, judge the claims; write the table, CSV, claims, plots and TB runs."""
+def compare(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Comparison:
+    """Read, group, rank, judge the claims; write the table, CSV, claims, plots and TB runs
+    into out_dir (default: the sweep's directory)."""
     sweep = Path(sweep_dir)
     jobs, experiment = load_sweep(sweep)
     rank_by, descending = rank_setting(experiment)
@@ -55,14 +58,16 @@ def compare(sweep_dir: str | Path) -> Comparison:
     claims = evaluate_claims(experiment.get("claims") or [], groups)
     claims += best_of_claims(experiment, jobs, rank_by, descending)  # experiment.best_of
     result = Comparison(sweep, groups, experiment, rank_by, descending, claims)
+    result.out_dir = Path(out_dir) if out_dir is not None else None
     write_outputs(result)
     return result
 
 
-def run_compare(sweep_dir: str) -> int:
-    """CLI entry: compare, print the table and claims; exit code 2 for a missing or empty dir."""
+def run_compare(sweep_dir: str, out_dir: str | None = None) -> int:
+    """CLI entry: compare, print the table and claims; exit code 2 for a directory that is not
+    one sweep, or outputs that cannot be written."""
     try:
-        result = compare(sweep_dir)
+        result = compare(sweep_dir, out_dir)
     except ConfigError as err:
         print(str(err), file=sys.stderr)
         return 2
@@ -72,9 +77,7 @@ def run_compare(sweep_dir: str) -> int:
 
 def run_args(ns: argparse.Namespace) -> int:
     if len(ns.sweeps) == 1:
-        if ns.out is not None:
-            ns.parser.error("--out needs several sweeps")
-        return run_compare(ns.sweeps[0])
+        return run_compare(ns.sweeps[0], ns.out)
     return run_compare_searches(ns.sweeps, ns.out)
 
 
@@ -93,19 +96,33 @@ def compare_main(args: Sequence[str]) -> int:
 
 def write_outputs(result: Comparison) -> None:
     """Plots and TensorBoard runs first: comparison.md lists the PNGs that exist."""
-    sweep = result.sweep_dir
-    result.files += write_plots(result, sweep / "plots")
-    result.files += write_tensorboard(result, sweep / "_compare")
-    (sweep / "comparison.md").write_text(format_markdown(result))
-    (sweep / "comparison.csv").write_text(format_csv(result))
-    claims = [c.to_dict() for c in result.claims]
-    (sweep / "claims.json").write_text(json.dumps(claims, indent=2, allow_nan=False) + "\n")
-    result.files += [sweep / "comparison.md", sweep / "comparison.csv", sweep / "claims.json"]
+    out = make_dir(result.out)
+    result.files += write_plots(result, out / "plots")
+    result.files += write_tensorboard(result, out / "_compare")
+    texts = (format_markdown(result), format_csv(result), claims_json(result.claims))
+    result.files += write_texts(out, dict(zip(OUTPUT_FILES, texts, strict=True)))
+
+
+def make_dir(out: Path) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"trainlab compare: cannot write into {out}: {err.strerror}") from err
+    return out
+
+
+def claims_json(claims: Sequence[ClaimResult]) -> str:
+    return json.dumps([c.to_dict() for c in claims], indent=2, allow_nan=False) + "\n"
+
+
+def write_texts(out: Path, texts: dict[str, str]) -> list[Path]:
+    """Each file written whole (atomically): a reader never sees half a table."""
+    for name, text in texts.items():
+        atomic_write_text(out / name, text)
+    return [out / name for name in texts]
 
 
 # ---------------------------------------------------------------- several sweeps: searches
-
-SEARCH_FILES = ("comparison.md", "comparison.csv", "claims.json")
 
 
 def compare_searches(
@@ -130,16 +147,6 @@ def run_compare_searches(sweep_dirs: Sequence[str], out_dir: str | None = None) 
 
 
 def write_search_outputs(result: SearchComparison) -> None:
-    out = result.out_dir
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"trainlab compare: cannot write into {out}: {err.strerror}") from err
-    texts = (
-        format_search_markdown(result),
-        format_search_csv(result),
-        json.dumps([c.to_dict() for c in result.claims], indent=2, allow_nan=False) + "\n",
-    )
-    for name, text in zip(SEARCH_FILES, texts, strict=True):
-        (out / name).write_text(text)
-        result.files.append(out / name)
+    out = make_dir(result.out_dir)
+    texts = (format_search_markdown(result), format_search_csv(result), claims_json(result.claims))
+    result.files += write_texts(out, dict(zip(OUTPUT_FILES, texts, strict=True)))
