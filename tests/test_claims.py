@@ -17,7 +17,6 @@ from trainlab.claims import (
     describe,
     evaluate_claim,
     metric_value,
-    t_quantile,
 )
 from trainlab.compare import Group, Job, compare, group_label
 
@@ -66,21 +65,23 @@ def seeds(metric: str, values: list, **params: str) -> Group:
 
 
 @pytest.mark.parametrize("df", sorted(T_TABLE))
-def test_t_quantile_matches_tables(df: int) -> None:
-    assert t_quantile(0.975, df) == pytest.approx(T_TABLE[df], abs=1e-4)
+def test_describe_interval_matches_t_tables(df: int) -> None:
+    vals = np.arange(df + 1, dtype=float)
+    st = describe(vals)
+    half = T_TABLE[df] * vals.std(ddof=1) / math.sqrt(len(vals))
+    assert (st.lo, st.hi) == pytest.approx((vals.mean() - half, vals.mean() + half), abs=1e-3)
 
 
-def test_t_quantile_matches_scipy() -> None:
-    stats = pytest.importorskip("scipy.stats")
-    for df in (1, 2, 3, 7, 10, 50, 300):
-        for p in (0.9, 0.975, 0.995):
-            assert t_quantile(p, df) == pytest.approx(stats.t.ppf(p, df), rel=1e-9)
+def test_describe_clips_the_interval_to_the_metric_range() -> None:
+    st = describe([0.99, 1.0, 0.9], clip=(0.0, 1.0))
+    assert st.hi == 1.0 and st.lo < 0.99
+    assert describe([10, 200, 5], clip=(0.0, math.inf)).lo == 0.0
 
 
 def test_describe_matches_numpy() -> None:
     vals = np.array([0.91, 0.87, 0.95, 0.90])
     st = describe([*vals, None, math.nan])
-    half = t_quantile(0.975, 3) * vals.std(ddof=1) / 2
+    half = T_TABLE[3] * vals.std(ddof=1) / 2
     assert (st.n, st.missing, st.never) == (4, 2, 0)
     assert st.mean == pytest.approx(vals.mean()) and st.std == pytest.approx(vals.std(ddof=1))
     assert (st.lo, st.hi) == pytest.approx((vals.mean() - half, vals.mean() + half))
@@ -123,8 +124,10 @@ def steps(relu: list, tanh: list, **other: str) -> list[Group]:
 def test_compare_confirmed_with_ratio() -> None:
     r = evaluate_claim(FASTER, steps([130, 140, 150], [600, 610, 620]))
     assert r.verdict == CONFIRMED
-    assert "activation=relu 140" in r.detail and "ratio 4.4" in r.detail and "95%" in r.detail
+    assert "activation=relu 140" in r.detail and "ratio a/b 0.229 [95% 0.194, 0.271]" in r.detail
+    assert "claimed a/b < 0.500" in r.detail  # judged on log a - log b against log(1/2)
     assert r.numbers[0]["a"]["n"] == 3 and r.numbers[0]["b"]["mean"] == pytest.approx(610)
+    assert r.numbers[0]["test"]["method"] == "welch" and r.numbers[0]["test"]["p_claim"] < 0.025
 
 
 def test_compare_refuted_when_intervals_separate_the_wrong_way() -> None:
@@ -134,7 +137,10 @@ def test_compare_refuted_when_intervals_separate_the_wrong_way() -> None:
 
 def test_compare_inconclusive_on_overlap_and_on_too_few_seeds() -> None:
     overlap = evaluate_claim(FASTER, steps([100, 300, 500], [600, 700, 800]))
-    assert overlap.verdict == INCONCLUSIVE and "overlap" in overlap.detail
+    assert overlap.verdict == INCONCLUSIVE and "ratio a/b 0.355 [95% 0.050, 2.53]" in overlap.detail
+    assert "seeds per group would resolve" in overlap.detail
+    test = overlap.numbers[0]["test"]
+    assert test["mde"] > 0 and test["seeds_needed"] > 3
     few = evaluate_claim(FASTER, steps([10], [600, 610, 620]))
     assert few.verdict == INCONCLUSIVE and "too few seeds" in few.detail
     missing = evaluate_claim(FASTER, steps([10, 20], [600, 610])[:1])
@@ -142,9 +148,14 @@ def test_compare_inconclusive_on_overlap_and_on_too_few_seeds() -> None:
 
 
 def test_compare_never_reached_is_worse_than_any_number() -> None:
-    assert evaluate_claim(FASTER, steps([130, 150], [None, None])).verdict == CONFIRMED
-    assert evaluate_claim(FASTER, steps([None, None], [600, 610])).verdict == REFUTED
-    assert evaluate_claim(FASTER, steps([130, 150, None], [600, 610])).verdict == INCONCLUSIVE
+    """ "Never" is +inf: judged by ranks, which need 4 seeds a side to reach p < 0.025."""
+    five = evaluate_claim(FASTER, steps([130, 150, 140, 135, 160], [None] * 5))
+    assert five.verdict == CONFIRMED and "by ranks" in five.detail
+    assert evaluate_claim(FASTER, steps([None] * 4, [600, 610, 605, 620])).verdict == REFUTED
+    mixed = evaluate_claim(FASTER, steps([130, 150, None, 140, 145], [600, 610, 620, 630, 640]))
+    assert mixed.verdict == INCONCLUSIVE and "seeds per group would resolve" in mixed.detail
+    few = evaluate_claim(FASTER, steps([130, 150, 140], [None] * 3))
+    assert few.verdict == INCONCLUSIVE and "cannot reach p < 0.025" in few.detail
     both = evaluate_claim(FASTER, steps([None, None], [None, None]))
     assert both.verdict == INCONCLUSIVE and "never (2/2)" in both.detail
 
@@ -162,7 +173,7 @@ def test_compare_higher_with_margin() -> None:
         seeds("val_acc", [0.80, 0.81, 0.82], norm="none"),
     ]
     assert evaluate_claim(claim, groups).verdict == CONFIRMED
-    assert "difference 0.10" in evaluate_claim(claim, groups).detail
+    assert "difference a - b 0.100 [95% 0.077, 0.123]" in evaluate_claim(claim, groups).detail
     assert evaluate_claim({**claim, "margin": 0.2}, groups).verdict == REFUTED
 
 
@@ -183,12 +194,12 @@ def searches(random: list[float], grid: list[float]) -> list[Group]:
 @pytest.mark.parametrize(
     "random, grid, verdict, why",
     [
-        ([0.85, 0.86, 0.87], [0.80, 0.81, 0.82], CONFIRMED, "difference 0.05"),
-        # same values: higher cannot confirm, at_least can (intervals within the tolerance)
-        ([0.820, 0.821, 0.822], [0.820, 0.821, 0.822], CONFIRMED, "claimed a >= b - 0.010"),
-        ([0.70, 0.71, 0.72], [0.80, 0.81, 0.82], REFUTED, "difference -0.10"),
-        # overlapping intervals are no evidence of "as good": inconclusive, not confirmed
-        ([0.80, 0.85, 0.90], [0.82, 0.83, 0.84], INCONCLUSIVE, "intervals overlap"),
+        ([0.85, 0.86, 0.87], [0.80, 0.81, 0.82], CONFIRMED, "difference a - b 0.050"),
+        # same values: higher cannot confirm, at_least can (the difference within the tolerance)
+        ([0.820, 0.821, 0.822], [0.820, 0.821, 0.822], CONFIRMED, "claimed a - b > -0.010"),
+        ([0.70, 0.71, 0.72], [0.80, 0.81, 0.82], REFUTED, "difference a - b -0.100"),
+        # an interval that reaches past the tolerance is no evidence of "as good": inconclusive
+        ([0.80, 0.85, 0.90], [0.82, 0.83, 0.84], INCONCLUSIVE, "[95% -0.098, 0.138]"),
         ([0.90, 0.90], [0.80], INCONCLUSIVE, "too few seeds"),
     ],
 )
@@ -286,7 +297,7 @@ ABOVE = {
     [
         ([0.90, 0.91, 0.92], CONFIRMED, ""),
         ([0.50, 0.52, 0.51], REFUTED, ""),
-        ([0.70, 0.85, 0.95], INCONCLUSIVE, "interval contains the threshold"),
+        ([0.70, 0.85, 0.95], INCONCLUSIVE, "0.83 ± 0.13 [95% 0.52, 1.00]"),  # clipped at 1
         ([0.95], INCONCLUSIVE, "too few seeds"),
     ],
 )
@@ -459,7 +470,7 @@ def test_claims_json_from_a_sweep(tmp_path: Path) -> None:
             {**IDENTICAL, "where": {"activation": "relu"}},
         ],
     }
-    data = {"relu": ([130, 140, 150], 0.9, 0.0), "tanh": ([600, 610, None], 0.6, 0.2)}
+    data = {"relu": ([130, 140, 150, 135], 0.9, 0.0), "tanh": ([600, 610, None, 620], 0.6, 0.2)}
     for act, (ss, acc, diff) in data.items():
         for seed, s in enumerate(ss):
             extra = {"steps_to_target": s, "metrics": {"unit_max_diff": diff}}
@@ -473,6 +484,58 @@ def test_claims_json_from_a_sweep(tmp_path: Path) -> None:
     claims = json.loads((tmp_path / "claims.json").read_text())
     assert [c["verdict"] for c in claims] == [CONFIRMED, REFUTED, CONFIRMED]
     b = claims[0]["numbers"][0]["b"]
-    assert (b["never"], b["interval"][1]) == (1, "inf")  # the verdict's interval: never = +inf
+    assert (b["never"], b["interval"][1]) == (1, "inf")  # with never = +inf
     assert math.isfinite(b["hi"])  # the t-interval over the seeds that reached the target
+    assert claims[0]["numbers"][0]["test"]["method"] == "ranks"  # never: judged by ranks
     assert all(c["text"] and c["detail"] for c in claims)
+
+
+# ---------------------------------------------------------------- every job counts
+
+
+def test_a_diverged_job_scores_the_worst_case() -> None:
+    from trainlab.scores import job_value, metric_range
+
+    div = {"status": "diverged", "num_classes": 10, "initial_loss": 2.3, "steps_to_target": 40}
+    assert job_value(div, "val_acc") == pytest.approx(0.1)  # chance, never dropped
+    assert job_value(div, "train_error") == pytest.approx(0.9)
+    assert job_value(div, "train_loss") == math.inf and job_value(div, "acc_gap") == math.inf
+    assert job_value(div, "initial_loss") == 2.3  # measured before it blew up: kept
+    assert job_value(div, "steps_to_target") == 40  # reached the target before diverging
+    assert job_value(div, "metrics.dead_fraction_max") is None  # not an outcome: no value
+    assert job_value({"status": "diverged"}, "val_acc") == -math.inf  # no C: judged by ranks
+    assert job_value({"status": "completed"}, "diverged_at_step") == math.inf  # never diverged
+    assert metric_range("val_acc") == (0, 1) and metric_range("steps_to_target")[0] == 0
+    assert metric_range("metrics.act_std_ratio_last_first") == (0, math.inf)
+
+
+def test_bn_beats_a_plain_net_that_diverged() -> None:
+    """The plain net diverges at lr 1 in every seed: scored at chance, BN's win is confirmed."""
+    claim = {"kind": "compare", "metric": "val_acc", "op": "higher",
+             "a": {"norm": "batch"}, "b": {"norm": "none"}}  # fmt: skip
+    bn = group({"norm": "batch"}, [{"val_acc": v} for v in (0.90, 0.93, 0.91)])
+    plain = group({"norm": "none"}, [{"status": "diverged", "num_classes": 10}] * 3)
+    r = evaluate_claim(claim, [bn, plain])
+    assert r.verdict == CONFIRMED and "3 diverged, scored as the worst case" in r.detail
+    loss = {**claim, "metric": "train_loss", "op": "lower"}  # +inf loss: judged by ranks
+    bn_loss = group({"norm": "batch"}, [{"train_loss": v} for v in (0.1, 0.2, 0.15, 0.12)])
+    plain4 = group({"norm": "none"}, [{"status": "diverged", "num_classes": 10}] * 4)
+    r = evaluate_claim(loss, [bn_loss, plain4])
+    assert r.verdict == CONFIRMED and "by ranks" in r.detail and "diverged (4/4)" in r.detail
+
+
+def test_holm_guards_a_claim_refuted_by_one_of_many_pairs() -> None:
+    """Seven pairs with no true effect: one pair a little the wrong way does not refute `all`
+    once Holm corrects for the seven chances."""
+    claim = {"kind": "compare", "metric": "val_acc", "op": "higher",
+             "a": {"aug": [f"x{i}" for i in range(7)]}, "b": {"aug": "none"}}  # fmt: skip
+    groups = [group({"aug": "none"}, [{"val_acc": v} for v in (0.50, 0.52, 0.51)])]
+    groups += [
+        group({"aug": f"x{i}"}, [{"val_acc": v} for v in (0.50, 0.53, 0.51)]) for i in range(6)
+    ]
+    groups += [group({"aug": "x6"}, [{"val_acc": v} for v in (0.47, 0.485, 0.48)])]
+    r = evaluate_claim(claim, groups)
+    adjusted = [n["test"]["p_other"] for n in r.numbers]  # Holm-adjusted: none below 0.025
+    assert r.verdict == INCONCLUSIVE and "Holm over 7" in r.detail and min(adjusted) >= 0.025
+    single = evaluate_claim({**claim, "a": {"aug": "x6"}}, groups)  # that pair alone: refuted
+    assert single.verdict == REFUTED and single.numbers[0]["test"]["p_other"] < 0.025

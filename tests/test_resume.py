@@ -24,12 +24,13 @@ from trainlab.errors import ConfigError
 from trainlab.train import train
 
 # dropout (global RNG), augmentation (the generator), warmup + cosine (scheduler state),
-# statistics every 25 steps, checkpoints every 7 steps: everything resume must restore
+# statistics every 25 steps, checkpoints every 7 steps, the EMA of the weights: everything
+# resume must restore
 RUN = [
     "threads=1", "device=cpu", "trainer.epochs=3", "trainer.batch_size=16", "model.width=256",
     "model.depth=3", "regularizer=dropout", "regularizer.p=0.2", "augmentation=crop",
     "scheduler=cosine", "scheduler.warmup_steps=20", "stats.every=25",
-    "trainer.checkpoint_every=7", "trainer.progress=never",
+    "trainer.checkpoint_every=7", "trainer.progress=never", "trainer.ema_decay=0.9",
 ]  # fmt: skip
 
 
@@ -111,7 +112,8 @@ def test_killed_run_resumes_bitwise_identical(tmp_path: Path) -> None:
     assert [h["step"] for h in history["epochs"]] == [h["step"] for h in ref_history["epochs"]]
     summary = json.loads((run_dir / "summary.json").read_text())
     ref_summary = json.loads((reference / "summary.json").read_text())
-    for key in ("test_acc", "val_acc", "train_loss", "steps_to_target", "initial_loss"):
+    for key in ("test_acc", "val_acc", "train_loss", "steps_to_target", "initial_loss",
+                "test_acc_ema", "val_loss_ema", "best_val_acc_ema"):  # fmt: skip
         assert summary[key] == ref_summary[key], key
     assert summary["metrics"] == ref_summary["metrics"]  # the statistics' snapshots restored
     assert scalar_steps(run_dir, "train/loss") == scalar_steps(reference, "train/loss")

@@ -117,14 +117,14 @@ def test_compare_groups_by_overrides_and_aggregates_seeds(basic) -> None:
     assert sorted(rows) == ["relu", "tanh"]
     jobs = job_dirs(sweep_dir)
     for act, row in rows.items():
-        assert row["group"] == f"activation={act},{GROUP}"
+        assert row["group"] == f"activation={act}"  # only the swept key: the rest is shared
         assert (row["n"], row["failed"], row["diverged"], row["missing"]) == ("2", "0", "0", "0")
-        vals = [summary(jobs[f"{row['group']}/seed={s}"])["val_acc"] for s in (0, 1)]
+        vals = [summary(jobs[f"activation={act},{GROUP}/seed={s}"])["val_acc"] for s in (0, 1)]
         assert float(row["val_acc_mean"]) == pytest.approx(sum(vals) / 2)
         std = abs(vals[0] - vals[1]) / math.sqrt(2)  # sample std of two values
         assert float(row["val_acc_std"] or 0) == pytest.approx(std, abs=1e-12)
     md = (sweep_dir / "comparison.md").read_text()
-    assert f"| activation=relu,{GROUP} | 2 |" in md and f"| activation=tanh,{GROUP} | 2 |" in md
+    assert "| activation=relu | 2 |" in md and "| activation=tanh | 2 |" in md
 
 
 def test_compare_cli_on_the_sweep(basic) -> None:
@@ -132,10 +132,47 @@ def test_compare_cli_on_the_sweep(basic) -> None:
     before = (sweep_dir / "comparison.md").stat().st_mtime_ns
     proc = trainlab(["compare", str(sweep_dir)], sweep_dir.parent, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "4 jobs in 2 groups" in proc.stdout and f"activation=tanh,{GROUP}" in proc.stdout
+    assert "4 jobs in 2 groups" in proc.stdout and "activation=tanh " in proc.stdout
     assert (sweep_dir / "comparison.md").stat().st_mtime_ns > before
     proc = trainlab(["compare", str(sweep_dir / "nope")], sweep_dir.parent, timeout=60)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+
+
+CLAIMS = """\
+- text: relu ends at a higher val accuracy than tanh
+  kind: compare
+  metric: val_acc
+  a: {activation: relu}
+  op: higher
+  b: {activation: tanh}
+- text: relu's final training loss is below 10
+  kind: threshold
+  metric: train_loss
+  where: {activation: relu}
+  op: below
+  value: 10
+"""
+
+
+def test_compare_judges_an_ad_hoc_sweep_with_a_claims_file(basic) -> None:
+    """The README's example: claims written after the fact, on a sweep typed by hand."""
+    sweep_dir, _ = basic
+    (sweep_dir.parent / "claims.yaml").write_text(CLAIMS)
+    proc = trainlab(["compare", str(sweep_dir), "--claims", "claims.yaml"], sweep_dir.parent, 120)
+    assert proc.returncode == 0, proc.stderr
+    claims = json.loads((sweep_dir / "claims.json").read_text())
+    assert [c["text"] for c in claims] == [
+        "relu ends at a higher val accuracy than tanh",
+        "relu's final training loss is below 10",
+    ]
+    assert claims[1]["verdict"] == "confirmed", claims[1]["detail"]  # about 2.3 after 1 epoch
+    assert claims[0]["numbers"][0]["test"]["method"] == "welch"
+    assert "train_loss" in (sweep_dir / "comparison.md").read_text()  # a column: a claim uses it
+    (sweep_dir.parent / "bad.yaml").write_text("- {kind: compare, metric: val_acc, op: sideways}")
+    for bad in ("bad.yaml", "missing.yaml"):
+        proc = trainlab(["compare", str(sweep_dir), "--claims", bad], sweep_dir.parent, 60)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert f"--claims={bad}" in proc.stderr
 
 
 # ---------------------------------------------------------------- failed and diverged jobs
@@ -167,13 +204,15 @@ def test_failed_and_diverged_jobs_are_reported_and_the_rest_is_intact(tmp_path: 
 
     rows = {r["group"]: r for r in csv.DictReader((sweep_dir / "comparison.csv").open())}
     counts = {g: (r["n"], r["diverged"], r["failed"]) for g, r in rows.items()}
+    label = "optimizer.lr={},regularizer.p={}"  # only the swept keys: the rest is shared
     assert counts == {
-        key.format("0.001", 0): ("1", "0", "0"),
-        key.format("1e+30", 0): ("1", "1", "0"),  # a diverged job is measured
-        key.format("0.001", 1.5): ("0", "0", "1"),
-        key.format("1e+30", 1.5): ("0", "0", "1"),
+        label.format("0.001", 0): ("1", "0", "0"),
+        label.format("1e+30", 0): ("1", "1", "0"),  # a diverged job is measured
+        label.format("0.001", 1.5): ("0", "0", "1"),
+        label.format("1e+30", 1.5): ("0", "0", "1"),
     }
-    assert float(rows[key.format("0.001", 0)]["val_acc_mean"]) == pytest.approx(ok["val_acc"])
+    assert float(rows[label.format("0.001", 0)]["val_acc_mean"]) == pytest.approx(ok["val_acc"])
+    assert float(rows[label.format("1e+30", 0)]["val_acc_mean"]) == pytest.approx(0.1)  # chance
     md = (sweep_dir / "comparison.md").read_text()
     assert md.count("- failed: ") == 2 and "ConfigError: regularizer.p=1.5" in md
     assert re.search(r"- diverged: `[^`]*optimizer.lr=1e\+30[^`]*`: diverged at step 4", md)
@@ -300,7 +339,7 @@ def _until(fetch, ok, timeout: float = 30):
 def test_tensorboard_lists_every_run_and_its_scalars(basic, tensorboard: TensorBoard) -> None:
     sweep_dir, _ = basic
     jobs = job_dirs(sweep_dir)
-    groups = {name.rsplit("/", 1)[0] for name in jobs}
+    groups = {"activation=relu", "activation=tanh"}  # compare's labels: the swept keys only
     means = {f"_compare/{g}/{m}" for g in groups for m in ("mean", "mean+std", "mean-std")}
     runs = _until(lambda: tensorboard.get("/data/runs"), lambda r: set(jobs) | means <= set(r))
     assert set(runs) == set(jobs) | means and len(runs) == len(set(runs))  # no collisions
@@ -321,7 +360,7 @@ def test_tensorboard_lists_every_run_and_its_scalars(basic, tensorboard: TensorB
         mean = tensorboard.get(
             "/data/plugin/scalars/scalars", run=f"_compare/{g}/mean", tag="val/acc"
         )
-        accs = [summary(jobs[f"{g}/seed={s}"])["val_acc"] for s in (0, 1)]
+        accs = [summary(jobs[f"{g},{GROUP}/seed={s}"])["val_acc"] for s in (0, 1)]
         assert mean[-1][2] == pytest.approx(sum(accs) / 2, abs=1e-6)
 
 

@@ -9,11 +9,11 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from trainlab import initializers, schedules
+from trainlab import initializers, schedules, transfer
 from trainlab.augment import compose
 from trainlab.models import affine_layers, identity_factory
 
-METADATA_KEYS = ("name",)  # beside `_target_` in a node, never passed to the target
+METADATA_KEYS = ("name", "pretrained")  # beside `_target_` in a node, never passed to the target
 
 
 def _instantiate(node: DictConfig, **kwargs):
@@ -67,17 +67,25 @@ def decay_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Para
 
 
 def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
-    return optimizer_from_groups(cfg, *decay_parameters(model))
+    head = model.get_submodule("head") if hasattr(model, "head") else None  # trainlab models
+    return optimizer_from_groups(
+        cfg, *decay_parameters(model), head=None if head is None else list(head.parameters())
+    )
 
 
 def optimizer_from_groups(
-    cfg: DictConfig, decay: list[nn.Parameter], no_decay: list[nn.Parameter]
+    cfg: DictConfig,
+    decay: list[nn.Parameter],
+    no_decay: list[nn.Parameter],
+    head: list[nn.Parameter] | None = None,
 ) -> torch.optim.Optimizer:
-    """cfg.optimizer over two groups: weight decay on `decay` only."""
+    """cfg.optimizer over two groups: weight decay on `decay` only; the layers before `head`
+    get transfer.pretrained_lr_scale times the lr when a pretrained model is loaded."""
     groups = [
         {"params": decay, "weight_decay": cfg.regularizer.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    groups = transfer.lr_groups(cfg, head or [], groups)  # pretrained layers' lr scale, if any
     return _instantiate(cfg.optimizer)(groups)
 
 

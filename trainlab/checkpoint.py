@@ -51,6 +51,7 @@ class Run:
     augment: Any = None
     generator: torch.Generator = None
     monitor: Any = None  # stats.Monitor
+    averaged: Any = None  # averaging.Averaged (trainer.ema_decay / swa_start), else None
     writer: Any = None
     bar: Any = None
     decay_weights: list = field(default_factory=list)
@@ -103,6 +104,7 @@ def gather(run: Run, *, finished: bool = False) -> dict[str, Any]:
         "summary": {k: run.summary.get(k) for k in SUMMARY_KEYS},
         "stats": None if run.monitor is None else monitor_state(run.monitor),
         "events_bytes": run.events_bytes(),
+        "averaged": None if run.averaged is None else run.averaged.state_dict(),
     }
     state.update({key: getattr(run, key) for key in RUN_KEYS})
     state["elapsed_s"] = run.elapsed()
@@ -117,6 +119,8 @@ def restore(run: Run, state: dict[str, Any]) -> None:
     run.scheduler.load_state_dict(state["scheduler"])
     set_rng_state(run.generator, state["rng"])
     run.summary.update(state["summary"])
+    if run.averaged is not None and state.get("averaged") is not None:
+        run.averaged.load_state_dict(state["averaged"])
     if run.monitor is not None and state["stats"] is not None:
         load_monitor_state(run.monitor, state["stats"])
     for key in RUN_KEYS:

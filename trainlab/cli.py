@@ -53,6 +53,7 @@ def add_compare(subparsers: Any) -> None:
             "plots/ and TensorBoard runs into the sweep directory. Given several sweeps, compare\n"
             "them as searches (the best job per seed) and judge their cross_sweep_claims.\n\n"
             "  trainlab compare outputs/sweeps/2026-01-01_12-00-00_batchnorm\n"
+            "  trainlab compare outputs/sweeps/my_sweep --claims my_claims.yaml\n"
             "  trainlab compare SEARCH_SWEEP GRID_SWEEP --out /tmp/search_vs_grid"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -66,6 +67,12 @@ def compare_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         metavar="DIR",
         help="where to write (default: the sweep itself; several sweeps: SWEEP_A/<a>_vs_<b>/)",
+    )
+    parser.add_argument(
+        "--claims",
+        metavar="FILE.yaml",
+        help="one sweep: judge the claims in FILE (a YAML list, the experiments' language)"
+        " instead of the experiment's own; any sweep, ad-hoc ones too",
     )
     parser.set_defaults(run=_run_compare, parser=parser)
 

@@ -23,8 +23,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from trainlab.claims import ClaimResult, evaluate_claims
+import yaml
+
+from trainlab import ensembles
+from trainlab.claims import ClaimResult, check_claim, evaluate_claims
 from trainlab.errors import ConfigError
 from trainlab.io import atomic_write_text
 from trainlab.report.plots import write_plots
@@ -48,26 +52,54 @@ OUTPUT_FILES = ("comparison.md", "comparison.csv", "claims.json")
 __all__ = ["Comparison", "Group", "Job", "compare", "compare_main", "group_label", "run_compare"]
 
 
-def compare(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Comparison:
-    """Read, group, rank, judge the claims; write the table, CSV, claims, plots and TB runs
-    into out_dir (default: the sweep's directory)."""
+def compare(
+    sweep_dir: str | Path,
+    claims_file: str | Path | None = None,
+    out_dir: str | Path | None = None,
+) -> Comparison:
+    """Read, group, rank, judge the claims (the experiment's, or those of `claims_file`);
+    write the table, CSV, claims, plots and TB runs into out_dir (default: the sweep)."""
     sweep = Path(sweep_dir)
     jobs, experiment = load_sweep(sweep)
+    if claims_file is not None:
+        experiment = {**experiment, "claims": read_claims(claims_file)}
     rank_by, descending = rank_setting(experiment)
     groups = rank_groups(group_jobs(jobs), rank_by, descending)
+    ensemble_rows = ensembles.annotate(groups)  # before the claims: ensemble_gain per job
     claims = evaluate_claims(experiment.get("claims") or [], groups)
     claims += best_of_claims(experiment, jobs, rank_by, descending)  # experiment.best_of
     result = Comparison(sweep, groups, experiment, rank_by, descending, claims)
     result.out_dir = Path(out_dir) if out_dir is not None else None
+    result.ensembles = ensemble_rows
     write_outputs(result)
     return result
 
 
-def run_compare(sweep_dir: str, out_dir: str | None = None) -> int:
-    """CLI entry: compare, print the table and claims; exit code 2 for a directory that is not
-    one sweep, or outputs that cannot be written."""
+def read_claims(path: str | Path) -> list[dict[str, Any]]:
+    """Claims from a YAML file: a list of claims, or a mapping with `claims` (an experiment
+    node or file also works); ConfigError naming the problem otherwise."""
+    where = f"trainlab compare: --claims={path}"
     try:
-        result = compare(sweep_dir, out_dir)
+        node = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{where}: {getattr(err, 'strerror', None) or 'not YAML'}") from None
+    node = node.get("experiment", node) if isinstance(node, dict) else node
+    claims = node.get("claims") if isinstance(node, dict) else node
+    if not isinstance(claims, list) or not claims:
+        raise ConfigError(f"{where}: allowed: a YAML list of claims, or a mapping with claims:")
+    for spec in claims:
+        try:
+            check_claim(spec if isinstance(spec, dict) else {})
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"{where}: {err}") from None
+    return claims
+
+
+def run_compare(sweep_dir: str, claims_file: str | None = None, out_dir: str | None = None) -> int:
+    """CLI entry: compare, print the table and claims; exit code 2 for a directory that is not
+    one sweep, a bad claims file, or outputs that cannot be written."""
+    try:
+        result = compare(sweep_dir, claims_file, out_dir)
     except ConfigError as err:
         print(str(err), file=sys.stderr)
         return 2
@@ -77,7 +109,9 @@ def run_compare(sweep_dir: str, out_dir: str | None = None) -> int:
 
 def run_args(ns: argparse.Namespace) -> int:
     if len(ns.sweeps) == 1:
-        return run_compare(ns.sweeps[0], ns.out)
+        return run_compare(ns.sweeps[0], ns.claims, ns.out)
+    if ns.claims is not None:
+        ns.parser.error("--claims judges one sweep (several: their cross_sweep_claims)")
     return run_compare_searches(ns.sweeps, ns.out)
 
 

@@ -94,6 +94,8 @@ def _load(cfg: Any) -> Splits:
         )
     gen = torch.Generator().manual_seed(cfg.split_seed)  # the split is a property of the data
     raw = LOADERS[cfg.name](cfg, gen)
+    if getattr(cfg, "classes", None) is not None:  # a DataConf node, or a plain object in tests
+        raw = _take_classes(raw, list(cfg.classes))
     train_x, train_y, val_x, val_y = _split(raw.train_x, raw.train_y, cfg.val_fraction, gen)
     if cfg.subset is not None:
         if cfg.subset > len(train_x):
@@ -120,6 +122,26 @@ def _check_ranges(cfg: Any) -> None:
         raise ConfigError(
             f"data.subset={cfg.subset} is out of range: allowed >= 1 (or null for all)"
         )
+
+
+def _take_classes(raw: _Raw, classes: list[int]) -> _Raw:
+    """Only the examples of `classes`, relabelled 0..k-1 in the order given."""
+    if (
+        len(classes) < 2
+        or len(set(classes)) < len(classes)
+        or not all(0 <= c < raw.num_classes for c in classes)
+    ):
+        raise ConfigError(
+            f"data.classes={classes} is not allowed: at least 2 distinct labels in [0, {raw.num_classes})"
+        )
+    relabel = torch.full((raw.num_classes,), -1, dtype=torch.int64)
+    relabel[torch.tensor(classes)] = torch.arange(len(classes))
+
+    def take(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        keep = relabel[y] >= 0
+        return x[keep], relabel[y[keep]]
+
+    return _Raw(*take(raw.train_x, raw.train_y), *take(raw.test_x, raw.test_y), len(classes))
 
 
 def _split(x: Tensor, y: Tensor, fraction: float, gen: torch.Generator) -> tuple[Tensor, ...]:

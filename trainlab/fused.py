@@ -69,6 +69,11 @@ def why_not_fusable(cfgs: list[DictConfig]) -> str | None:
         return "stats.enabled=true (per-member statistics are not collected in fused training)"
     if cfgs[0].model.name != "mlp":
         return f"model={cfgs[0].model.name} has no fused form (mlp has)"
+    t = cfgs[0].trainer
+    if t.get("ema_decay") is not None or t.get("swa_start") is not None:
+        return "trainer.ema_decay/swa_start (averaged weights are not kept in fused training)"
+    if cfgs[0].model.get("pretrained") or cfgs[0].transfer.get("source") is not None:
+        return "model.pretrained/transfer.source (transfer runs unfused)"
     return None
 
 

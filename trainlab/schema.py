@@ -24,6 +24,9 @@ class TrainerConf:
     checkpoint: bool = True  # resumable checkpoints (every epoch, every N steps, on a signal)
     checkpoint_every: int = 500  # steps between mid-epoch checkpoints (0: at epoch ends only)
     target_train_error: float = 0.25  # "steps to target" for convergence-speed comparisons
+    predictions: bool = True  # predictions.npz: val/test probabilities (float16) for ensembles
+    ema_decay: float | None = None  # Polyak averaging: EMA of the weights (e.g. 0.999); null: off
+    swa_start: int | None = None  # stochastic weight averaging from this epoch on; null: off
 
 
 @dataclass
@@ -35,6 +38,7 @@ class DataConf:
     test_fraction: float = 0.2  # for data sets without an official test split (digits, gaussian)
     subset: int | None = None  # train on the first N (shuffled) training examples
     split_seed: int = 0  # the split is a property of the data, not of the run seed
+    classes: list[int] | None = None  # only these labels, relabelled 0..k-1 (None: all)
     # gaussian only: unit-gaussian inputs with random labels
     num_examples: int = 1000
     features: int = 500
@@ -47,6 +51,7 @@ class MLPConf:
     name: str = "mlp"
     depth: int = 3  # hidden layers
     width: int = 128  # units per hidden layer
+    pretrained: str | None = None  # a trainlab checkpoint.pt to start from (see transfer)
 
 
 @dataclass
@@ -57,6 +62,7 @@ class CNNConf:
     stages: int = 2  # each stage: `depth` conv-norm-act blocks, then 2x2 max pooling
     depth: int = 2  # conv blocks per stage
     head_width: int = 64  # hidden units of the classifier (0: a linear head)
+    pretrained: str | None = None  # a trainlab checkpoint.pt to start from (see transfer)
 
 
 @dataclass
@@ -132,6 +138,16 @@ class StatsConf:
 
 
 @dataclass
+class TransferConf:
+    name: str = MISSING
+    load: bool = True  # load model.pretrained (scratch: false)
+    trainable_blocks: int | None = None  # train the last K blocks and the head; None: all
+    pretrained_lr_scale: float = 1.0  # lr factor of the pretrained (non-head) layers
+    source: list[str] | None = None  # overrides of a source run trained once and cached
+    cache_dir: str = "outputs/pretrained"  # where cached source runs live (keyed by config)
+
+
+@dataclass
 class GradcheckConf:
     samples: int = 10  # coordinates checked per parameter tensor (drawn with the run's seed)
     step: float = 1e-5  # h of the centred difference, in float64 (rounding ~1e-16 / h)
@@ -153,6 +169,7 @@ class Config:
     preprocess: PreprocessConf = MISSING
     scheduler: SchedulerConf = MISSING
     optimizer: Any = MISSING  # {_target_: torch.optim.X, _partial_: true, lr: ...}
+    transfer: TransferConf = MISSING
     trainer: TrainerConf = field(default_factory=TrainerConf)
     stats: StatsConf = field(default_factory=StatsConf)
     gradcheck: GradcheckConf = field(default_factory=GradcheckConf)

@@ -258,7 +258,11 @@ class Monitor:
         self.low, self.high = act.saturation_low, act.saturation_high
         self.layers = hooked_layers(model)
         self.layer_names = [name for name, _ in self.layers]
-        self.weights = [(f"{name}.weight", layer.weight) for name, layer in affine_layers(model)]
+        self.weights = [  # frozen layers (transfer) have no gradient or update to measure
+            (f"{name}.weight", layer.weight)
+            for name, layer in affine_layers(model)
+            if layer.weight.requires_grad
+        ]
         self.weight_names = [name for name, _ in self.weights]
         self.first: diagnostics.Snapshot | None = None  # the capture at step 0
         self.last: diagnostics.Snapshot | None = None  # the latest capture

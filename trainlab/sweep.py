@@ -3,8 +3,9 @@
 Statistics are over a group's *measured* jobs: status completed or diverged (a diverged run is
 a result). Failed jobs (an exception: a bug, not a measurement) and jobs with no readable
 summary.json (killed) are counted and listed, never averaged. A metric a job lacks (absent, null,
-NaN) is left out of that metric only; a null `steps_to_target`/`seconds_to_target` is "never
-reached": reported as "k/n never", left out of the mean, and ranked as +inf (see claims.py).
+NaN) is left out of that metric only. A diverged job is scored as the worst case of what it
+could not measure (scores.py: chance accuracy, +inf loss); a null `steps_to_target` is "never
+reached": reported as "k/n never", left out of the mean, and ranked as +inf.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any
 
 import yaml
 
-from trainlab.claims import ClaimResult, Stat, describe, lower_is_better, metric_value
+from trainlab.claims import ClaimResult, Stat, describe, lower_is_better
 from trainlab.errors import ConfigError
+from trainlab.scores import job_value, metric_range
 
 CURVE_TAGS = {
     "val_acc": "val/acc",
@@ -63,10 +65,11 @@ class Group:
         return sum(j.measured for j in self.jobs)
 
     def values(self, metric: str) -> list[float | None]:
-        return [metric_value(j.summary, metric) for j in self.jobs if j.measured]
+        """Every measured job's value; a diverged job scores the worst case (scores.py)."""
+        return [job_value(j.summary, metric) for j in self.jobs if j.measured]
 
     def stat(self, metric: str) -> Stat:
-        return describe(self.values(metric))
+        return describe(self.values(metric), metric_range(metric))
 
     def count(self, status: str) -> int:
         return sum(j.status == status for j in self.jobs)
@@ -82,6 +85,7 @@ class Comparison:
     claims: list[ClaimResult]
     files: list[Path] = field(default_factory=list)  # what compare wrote
     out_dir: Path | None = None  # where compare writes (None: the sweep's directory)
+    ensembles: list[Any] = field(default_factory=list)  # ensembles.EnsembleRow: group x split
 
     @property
     def jobs(self) -> list[Job]:
@@ -196,13 +200,18 @@ def _reason(job: Job) -> str:
 
 
 def group_jobs(jobs: Sequence[Job]) -> list[Group]:
-    """Jobs with the same overrides but the seed form a group, labelled by those overrides."""
+    """Jobs with the same overrides but the seed form a group, labelled by the overrides that
+    differ between groups (an override every job shares is no part of a label)."""
     by_label: dict[str, list[Job]] = defaultdict(list)
     for job in jobs:
         by_label[group_label(job.params)].append(job)
+    params = [js[0].params for js in by_label.values()]
+    swept = {k for p in params for k, v in p.items() if any(q.get(k) != v for q in params)}
     return [
-        Group(label, dict(js[0].params), js, shared_choices(js)) for label, js in by_label.items()
-    ]
+        Group(group_label({k: v for k, v in js[0].params.items() if k in swept}) if swept else label,
+              dict(js[0].params), js, shared_choices(js))
+        for label, js in by_label.items()
+    ]  # fmt: skip
 
 
 def group_label(params: dict[str, str]) -> str:

@@ -24,7 +24,20 @@ from omegaconf import DictConfig
 from torch import nn
 from tqdm.auto import tqdm
 
-from trainlab import bn_modes, build, checkpoint, diagnostics, initializers, runs, stats, target, tb
+from trainlab import (
+    averaging,
+    bn_modes,
+    build,
+    checkpoint,
+    diagnostics,
+    ensembles,
+    initializers,
+    runs,
+    stats,
+    target,
+    tb,
+    transfer,
+)
 from trainlab.checkpoint import Run
 from trainlab.data import Splits, load_data
 from trainlab.errors import ConfigError
@@ -76,11 +89,13 @@ def evaluate(
 def prepare(cfg: DictConfig) -> tuple[torch.device, Splits, nn.Module, nn.Module]:
     """Device, data on it, preprocessing fitted on the train split, the initialised model."""
     device = resolve_device(cfg.device)
+    pretrained = transfer.pretrained_path(cfg)  # may train the cached source model: before seeding
     seed_everything(cfg.seed)
     data = load_data(cfg.data).to(device)
     validate_data(cfg, data.in_shape)
     preprocess = build.build_preprocess(cfg).to(device).fit(data.train_x)
     model = build.build_model(cfg, data.in_shape, data.num_classes).to(device)
+    transfer.apply(cfg, model, preprocess, pretrained)
     if model.layout == "spatial":
         model = model.to(memory_format=torch.channels_last)  # ~1.7x faster convs on CPU (oneDNN)
     return device, data, preprocess, model
@@ -176,11 +191,13 @@ def _set_up(run: Run) -> None:
     run.optimizer = build.build_optimizer(cfg, run.model)
     run.scheduler = build.build_scheduler(cfg, run.optimizer, run.total_steps)
     run.augment = build.build_augment(cfg)
+    run.averaged = averaging.build_averaged(cfg, run.model)  # None unless ema_decay/swa_start
     run.decay_weights, _ = build.decay_parameters(run.model)
     run.generator = torch.Generator(device=run.device).manual_seed(cfg.seed)
     run.window = torch.zeros(3, device=run.device)
     run.target_ring, run.target_hit = target.new_state(run.device)
     run.epoch_sums = torch.zeros(3, device=run.device)
+    run.summary["transfer"] = transfer.describe(cfg, run.model)
     run.summary.update(
         params=sum(p.numel() for p in run.model.parameters()),
         num_classes=run.data.num_classes,  # chance accuracy 1/C: a diverged job's score (scores.py)
@@ -264,6 +281,8 @@ def _train_step(run: Run, idx: torch.Tensor) -> None:
         monitor.after_step(step)
     run.lr = run.optimizer.param_groups[0]["lr"]  # the lr this step used
     run.scheduler.step()
+    if run.averaged is not None:
+        run.averaged.update(run.model, run.epoch)
     run.step += 1
     n = torch.full_like(loss.detach(), len(y))  # a device fill, not a host copy
     batch = torch.stack([loss.detach() * n, (logits.argmax(1) == y).sum(), n])
@@ -325,6 +344,10 @@ def _end_epoch(run: Run) -> None:
     run.writer.add_scalar("val/loss", val_loss, step)
     run.writer.add_scalar("val/acc", val_acc, step)
     run.writer.add_scalar("examples/s", examples_per_s, step)
+    if run.averaged is not None:  # the averaged weights beside the raw ones
+        avg = run.averaged.evaluate(run.preprocess, run.data, ("val",), cfg.trainer.eval_batch_size)
+        run.history["epochs"][-1].update(avg)
+        averaging.write_scalars(run.writer, avg, step)
     log.info(
         "epoch %d | step %d | train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f ex/s",
         run.epoch, step, e_loss / e_n, e_correct / e_n, val_loss, val_acc, examples_per_s,
@@ -360,6 +383,8 @@ def _finish(run: Run) -> None:
     test_loss, test_acc = evaluate(run.model, run.preprocess, data.test_x, data.test_y, bs)
     run.writer.add_scalar("test/acc", test_acc, step)
     run.writer.add_scalar("test/loss", test_loss, step)
+    if cfg.trainer.predictions:  # for ensembles of a sweep's seeds (trainlab compare)
+        ensembles.save_predictions(run.run_dir, run.model, run.preprocess, data, bs)
     last = run.history["epochs"][-1]
     run.summary.update(
         train_loss=train_loss,
@@ -374,6 +399,11 @@ def _finish(run: Run) -> None:
         wall_time_s=run.elapsed(),
         examples_per_s=step * cfg.trainer.batch_size / max(run.train_time_s, 1e-9),
     )
+    if run.averaged is not None:
+        avg = run.averaged.final(run.preprocess, data, bs)
+        run.summary.update(avg)
+        run.summary.update(run.averaged.gains(run.summary))
+        averaging.write_scalars(run.writer, {k: avg[k] for k in avg if k.startswith("test_")}, step)
     run.summary["metrics"]["unit_max_diff"] = initializers.unit_max_difference(run.model)
     run.summary["metrics"].update(
         bn_modes.batch_stats_metrics(run.model, run.preprocess, data.val_x, data.val_y,

@@ -25,6 +25,7 @@ TYPED = {
     "activation": schema.ActivationConf, "init": schema.InitConf, "norm": schema.NormConf,
     "regularizer": schema.RegularizerConf, "augmentation": schema.AugmentationConf,
     "preprocess": schema.PreprocessConf, "scheduler": schema.SchedulerConf,
+    "transfer": schema.TransferConf, "gradcheck": schema.GradcheckConf,
 }  # fmt: skip
 MODELS = {"trainlab.models.MLP": schema.MLPConf, "trainlab.models.CNN": schema.CNNConf}
 NON_NEGATIVE_OPTIMIZER_ARGS = (
@@ -82,6 +83,17 @@ def _validate_run(cfg: DictConfig) -> None:
            "auto, always, never")  # fmt: skip
     _check(0 <= t.target_train_error < 1, "trainer.target_train_error", t.target_train_error,
            "a fraction in [0, 1)")  # fmt: skip
+    _check(t.ema_decay is None or 0 < t.ema_decay < 1, "trainer.ema_decay", t.ema_decay,
+           "null or a decay in (0, 1), e.g. 0.999")  # fmt: skip
+    _check(t.swa_start is None or t.swa_start >= 1, "trainer.swa_start", t.swa_start,
+           "null or an epoch >= 1")  # fmt: skip
+    _check(t.ema_decay is None or t.swa_start is None, "trainer.swa_start", t.swa_start,
+           "null when trainer.ema_decay is set (one average at a time)")  # fmt: skip
+    tr = cfg.transfer
+    _check(tr.trainable_blocks is None or tr.trainable_blocks >= 0, "transfer.trainable_blocks",
+           tr.trainable_blocks, "null (all) or an integer >= 0 (0: the classifier only)")  # fmt: skip
+    _check(_number(tr.pretrained_lr_scale) and tr.pretrained_lr_scale > 0,
+           "transfer.pretrained_lr_scale", tr.pretrained_lr_scale, "a finite number > 0")  # fmt: skip
     _check(0 <= r.p < 1, "regularizer.p", r.p, "a dropout probability in [0, 1)")
     _check(_number(r.weight_decay) and r.weight_decay >= 0, "regularizer.weight_decay",
            r.weight_decay, "a finite number >= 0")  # fmt: skip

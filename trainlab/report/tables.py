@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from trainlab.claims import ClaimResult, fmt_stat
+from trainlab.claims import ClaimResult, fmt_stat, infinite_word
+from trainlab.report.ensembles import METHOD, ensemble_table
 from trainlab.sweep import PROBLEMS, Comparison, Group
 
 TABLE_METRICS = (
@@ -21,6 +22,14 @@ TABLE_METRICS = (
 CSV_STATS = ("n", "mean", "std", "ci_low", "ci_high", "never")
 
 
+def table_metrics(result: Comparison) -> list[str]:
+    """The usual metrics, then every metric the claims judge (the table shows what they use)."""
+    claims = [c for c in result.experiment.get("claims") or [] if isinstance(c, dict)]
+    return list(
+        dict.fromkeys([*TABLE_METRICS, *(str(c["metric"]) for c in claims if "metric" in c)])
+    )
+
+
 def result_headers(result: Comparison) -> list[str]:
     targets = {j.summary.get("target_train_error") for j in result.jobs if j.measured}
     target = (
@@ -30,13 +39,17 @@ def result_headers(result: Comparison) -> list[str]:
         "steps_to_target": f"steps to target{target}",
         "seconds_to_target": "seconds to target",
     }
-    return ["rank", "group", "n"] + [names.get(m, m) for m in TABLE_METRICS] + list(PROBLEMS)
+    metrics = [names.get(m, m) for m in table_metrics(result)]
+    return ["rank", "group", "n", *metrics, *PROBLEMS]
 
 
 def result_rows(result: Comparison, interval: bool) -> list[list[str]]:
     rows = []
     for rank, g in enumerate(result.groups, 1):
-        cells = [fmt_stat(g.stat(m), interval) + shortfall(g, m) for m in TABLE_METRICS]
+        cells = [
+            fmt_stat(g.stat(m), interval, infinite_word(m)) + shortfall(g, m)
+            for m in table_metrics(result)
+        ]
         rows.append([str(rank), g.label, str(g.n), *cells, *(str(g.count(s)) for s in PROBLEMS)])
     return rows
 
@@ -72,11 +85,16 @@ def intro_lines(result: Comparison, interval: bool = True) -> list[str]:
         f"{len(jobs)} jobs in {len(result.groups)} groups, {measured} measured (completed or diverged)."
     )
     better = "higher" if result.descending else "lower"
-    cells = "mean ± std [95% Student-t interval of the mean]" if interval else "mean ± std"
+    cells = (
+        "mean ± std [95% Student-t interval of the mean, clipped to the metric's range]"
+        if interval
+        else "mean ± std"
+    )
     lines.append(
         f"Ranked by mean {result.rank_by} ({better} is better). Cells: {cells} over seeds;"
-        " 'k/n never': seeds that never reached the target, left out of the mean and ranked as"
-        " +inf; (n=k): only k seeds have that metric."
+        " a diverged job scores the worst case (chance accuracy; 'k/n diverged': an infinite"
+        " loss); 'k/n never': seeds that never reached the target; both left out of the mean and"
+        " ranked as +inf; (n=k): only k seeds have that metric."
         + ("" if interval else " The 95% intervals are in comparison.md.")
     )
     return lines
@@ -111,6 +129,8 @@ def format_markdown(result: Comparison) -> str:
         "## Results",
         markdown_table(result_headers(result), result_rows(result, interval=True)),
     ]
+    if result.ensembles:
+        parts += ["## Ensembles", METHOD, markdown_table(*ensemble_table(result.ensembles))]
     parts += ["## Claims", *claim_lines(result.claims, markdown=True)]
     parts += ["## Failed, diverged and missing jobs", "\n".join(problem_lines(result))]
     plots = [p for p in result.files if p.suffix == ".png"]
@@ -125,7 +145,7 @@ def format_markdown(result: Comparison) -> str:
 def format_csv(result: Comparison) -> str:
     keys = sorted({k for g in result.groups for k in g.params})
     cols = ["rank", "group", *keys, "n", *PROBLEMS]
-    for m in TABLE_METRICS:
+    for m in table_metrics(result):
         cols += [f"{m}_{s}" for s in CSV_STATS]
     out = io.StringIO()
     writer = csv.DictWriter(out, cols, lineterminator="\n")
@@ -133,7 +153,7 @@ def format_csv(result: Comparison) -> str:
     for rank, g in enumerate(result.groups, 1):
         row: dict[str, Any] = {"rank": rank, "group": g.label, **g.params, "n": g.n}
         row |= {s: g.count(s) for s in PROBLEMS}
-        for m in TABLE_METRICS:
+        for m in table_metrics(result):
             st = g.stat(m)
             vals = (st.n, st.mean, st.std, st.lo, st.hi, st.never)
             row |= {f"{m}_{s}": csv_num(v) for s, v in zip(CSV_STATS, vals, strict=True)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from trainlab.report.ensembles import ensemble_table
 from trainlab.report.search_tables import (
     CROSS,
     search_headers,
@@ -29,6 +30,12 @@ def format_terminal(result: Comparison) -> str:
         "",
         text_table(result_headers(result), result_rows(result, interval=False)),
     ]
+    if result.ensembles:
+        parts += [
+            "",
+            "Ensembles of each group's seeds:",
+            text_table(*ensemble_table(result.ensembles)),
+        ]
     parts += ["", "Claims:", *claim_lines(result.claims, markdown=False)]
     if any(j.status != "completed" for j in result.jobs):
         parts += ["", "Failed, diverged and missing jobs:", *problem_lines(result)]
