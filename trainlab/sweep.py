@@ -22,7 +22,9 @@ import yaml
 
 from trainlab.claims import ClaimResult, Stat, describe, lower_is_better
 from trainlab.errors import ConfigError
+from trainlab.runs import is_running
 from trainlab.scores import job_value, metric_range
+from trainlab.sweep_record import read_record
 
 CURVE_TAGS = {
     "val_acc": "val/acc",
@@ -193,10 +195,30 @@ def _reason(job: Job) -> str:
         )
     if job.status == "failed":
         return str(s.get("error") or "failed (no error recorded)")
+    if job.status == "interrupted":
+        job.status = "missing"
+        return f"interrupted: {s.get('error', '')} (re-run the sweep command to resume)"
+    if job.status == "running" and not is_running(job.path):
+        job.status = "missing"
+        return "killed: its summary says running but no process holds it (re-run the sweep command to resume)"
     if job.status != "completed":
         job.status = "missing"
         return f"incomplete summary.json (status {s.get('status')!r})"
     return ""
+
+
+def never_started(sweep: Path, found: Sequence[Path], ignored: set[str]) -> list[Job]:
+    """The jobs of the sweep's record (sweep.json) that have no directory: never started."""
+    record = read_record(sweep) or {}
+    started = {
+        frozenset(map(str, _read_yaml(d / ".hydra" / "overrides.yaml") or [])) for d in found
+    }
+    jobs = []
+    for overrides in record.get("jobs") or []:
+        if frozenset(overrides) not in started:
+            params, seed = split_overrides(overrides, ignored)
+            jobs.append(Job(sweep, params, seed, "missing", reason="never started"))
+    return jobs
 
 
 def group_jobs(jobs: Sequence[Job]) -> list[Group]:
@@ -257,13 +279,14 @@ def load_sweep(sweep_dir: str | Path) -> tuple[list[Job], dict[str, Any]]:
     if not sweep.is_dir():
         raise ConfigError(f"trainlab compare: no such directory: {sweep}")
     job_dirs = find_job_dirs(sweep)
-    if not job_dirs:
+    if not job_dirs and not (read_record(sweep) or {}).get("jobs"):
         raise ConfigError(
             f"trainlab compare: no job directories (.hydra/overrides.yaml) under {sweep}"
         )
     check_one_sweep(sweep, job_dirs)
     ignored = ignored_keys(job_dirs)
-    return [load_job(d, ignored) for d in job_dirs], read_experiment(job_dirs)
+    jobs = [load_job(d, ignored) for d in job_dirs] + never_started(sweep, job_dirs, ignored)
+    return jobs, read_experiment(job_dirs)
 
 
 def check_one_sweep(root: Path, job_dirs: Sequence[Path]) -> None:
