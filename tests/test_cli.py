@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import venv
 from pathlib import Path
 
@@ -182,7 +183,14 @@ def test_multirun_sweep_one_dir_per_job(tmp_path):
 
 
 def test_wheel_ships_conf_and_runs_from_another_directory(tmp_path):
-    """A non-editable install (the wheel) must find its configs without the source tree."""
+    """A non-editable install (the wheel) must find its configs without the source tree.
+
+    The wheel goes into a fresh venv without system site-packages. Its dependencies are not
+    downloaded (torch is large and the tests run offline): a .pth file shows the new venv the
+    site-packages of the interpreter running the tests, which holds them; the source tree is
+    not visible there (an editable install's own .pth is not processed from a .pth-added
+    folder). `pip check` then verifies that the wheel's declared dependencies are satisfied.
+    """
     wheel_dir = tmp_path / "wheel"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheel_dir), str(ROOT)],
@@ -191,15 +199,32 @@ def test_wheel_ships_conf_and_runs_from_another_directory(tmp_path):
         timeout=300,
     )
     env_dir = tmp_path / "venv"
-    venv.create(env_dir, system_site_packages=True, with_pip=True)  # torch etc. from the system
+    venv.create(env_dir, system_site_packages=False, with_pip=True)
     py = env_dir / "bin" / "python"
+    site = subprocess.run(
+        [py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    (Path(site) / "_trainlab_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     (wheel,) = wheel_dir.glob("trainlab-*.whl")
     subprocess.run(
-        [py, "-m", "pip", "install", "--no-deps", "-q", str(wheel)],
+        [
+            py,
+            "-m",
+            "pip",
+            "install",
+            "--no-index",
+            "--no-deps",
+            "--force-reinstall",
+            "-q",
+            str(wheel),
+        ],
         check=True,
         capture_output=True,
         timeout=300,
     )
+    check = subprocess.run([py, "-m", "pip", "check"], capture_output=True, text=True)
+    assert not [line for line in check.stdout.splitlines() if line.startswith("trainlab ")]
     work = tmp_path / "elsewhere"
     work.mkdir()
     where = subprocess.run(
@@ -208,8 +233,9 @@ def test_wheel_ships_conf_and_runs_from_another_directory(tmp_path):
         capture_output=True,
         text=True,
         check=True,
+        env={**os.environ, "PYTHONPATH": ""},  # nothing from a developer's PYTHONPATH either
     ).stdout
     assert str(env_dir) in where and str(ROOT) not in where
-    proc = run(["train", *TINY], work, exe=[str(env_dir / "bin" / "trainlab")])
+    proc = run(["train", *TINY], work, exe=[str(env_dir / "bin" / "trainlab")], PYTHONPATH="")
     assert proc.returncode == 0, proc.stderr
     assert summaries(work / "outputs")[0]["status"] == "completed"

@@ -63,6 +63,7 @@ def test_a_five_seed_sweep_ends_where_the_separate_runs_end(tmp_path):
         assert f["best_val_acc"] == pytest.approx(s["best_val_acc"], abs=0.01)
         assert f["steps"] == s["steps"] and f["epochs"] == s["epochs"]
         assert f["steps_to_target"] == s["steps_to_target"]
+        assert f["metrics"].keys() == s["metrics"].keys()
     for seed in range(5):  # every job its own files, as if run alone
         run_dir = tmp_path / "fused" / str(seed)
         assert list(run_dir.glob("events.out.tfevents.*"))

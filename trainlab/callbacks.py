@@ -1,4 +1,5 @@
-"""Hydra callbacks: `trainlab compare` at the end of every multirun.
+"""Hydra callbacks: output directories claimed at the start, `trainlab compare` at the end of
+every multirun.
 
 Registered in conf/config.yaml under `hydra.callbacks`; Hydra calls `on_multirun_end` on the
 launching machine once every job has returned, with the multirun's config.
@@ -17,6 +18,21 @@ from omegaconf import DictConfig, OmegaConf
 from trainlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+
+class ClaimOutputDirs(Callback):
+    """Create the run or sweep directory before Hydra does: a default one never collides with
+    another started the same second; a sweep directory holding another sweep is refused."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from trainlab.sweep_record import claim_output_dir
+
+        claim_output_dir(config, "run")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from trainlab.sweep_record import start_sweep
+
+        start_sweep(config)
 
 
 class CompareOnMultirunEnd(Callback):

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from trainlab import build, initializers, runs, target, tb
+from trainlab import bn_modes, build, initializers, runs, target, tb
 from trainlab.fused_models import FusedMLP, FusionUnsupported, fuse
 from trainlab.io import atomic_torch_save, write_json
 from trainlab.train import LOG_EVERY, log_curve, prepare
@@ -289,6 +289,16 @@ def _finish(members: list[Member], model: FusedMLP, preprocess, data, step: int,
             examples_per_s=step * m.cfg.trainer.batch_size / max(train_time, 1e-9),
         )  # fmt: skip
         m.summary["metrics"]["unit_max_diff"] = initializers.unit_max_difference(m.model)
+        m.summary["metrics"].update(
+            bn_modes.batch_stats_metrics(
+                m.model,
+                preprocess,
+                data.val_x,
+                data.val_y,
+                m.cfg.trainer.batch_size,
+                m.summary["val_acc"],
+            )
+        )  # fmt: skip  (the metrics its own run's summary holds)
         if m.cfg.trainer.checkpoint:
             atomic_torch_save(m.run_dir / "checkpoint.pt", {
                 "finished": True, "config_hash": m.summary["config_hash"],

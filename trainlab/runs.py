@@ -8,6 +8,7 @@ idempotent); the same config unfinished -> resume from its checkpoint; another c
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -68,6 +69,57 @@ def claim(run_dir: Path, cfg_hash: str) -> str:
             "directory (hydra.run.dir / hydra.sweep.dir)"
         )
     return "skip" if previous.get("status") in FINISHED else "resume"
+
+
+@contextmanager
+def hold(run_dir: Path) -> Iterator[None]:
+    """An exclusive lock on `run_dir/.lock` while the run lives (the kernel drops it when the
+    process dies, even by SIGKILL); another process holding it is a ConfigError."""
+    fd = os.open(Path(run_dir) / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(
+            f"run directory {run_dir} is in use by another process; allowed: wait for it to "
+            "end, or another directory"
+        ) from None
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def is_running(run_dir: Path) -> bool:
+    """Whether a live process holds the run's lock (a summary saying "running" without one is
+    a killed run)."""
+    try:
+        fd = os.open(Path(run_dir) / ".lock", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def new_dir(path: Path) -> Path:
+    """Create `path`, or `path_2`, `path_3`, ... if it exists: atomic (mkdir), so two sweeps
+    started in the same second never share a directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for k in range(1, 10_000):
+        candidate = path if k == 1 else path.with_name(f"{path.name}_{k}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise ConfigError(f"{path}: no free directory name")
 
 
 class Interrupted(BaseException):

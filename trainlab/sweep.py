@@ -22,7 +22,9 @@ import yaml
 
 from trainlab.claims import ClaimResult, Stat, describe, lower_is_better
 from trainlab.errors import ConfigError
+from trainlab.runs import is_running
 from trainlab.scores import job_value, metric_range
+from trainlab.sweep_record import read_record
 
 CURVE_TAGS = {
     "val_acc": "val/acc",
@@ -84,11 +86,16 @@ class Comparison:
     descending: bool
     claims: list[ClaimResult]
     files: list[Path] = field(default_factory=list)  # what compare wrote
+    out_dir: Path | None = None  # where compare writes (None: the sweep's directory)
     ensembles: list[Any] = field(default_factory=list)  # ensembles.EnsembleRow: group x split
 
     @property
     def jobs(self) -> list[Job]:
         return [j for g in self.groups for j in g.jobs]
+
+    @property
+    def out(self) -> Path:
+        return self.out_dir or self.sweep_dir
 
 
 def find_job_dirs(sweep_dir: Path) -> list[Path]:
@@ -188,10 +195,30 @@ def _reason(job: Job) -> str:
         )
     if job.status == "failed":
         return str(s.get("error") or "failed (no error recorded)")
+    if job.status == "interrupted":
+        job.status = "missing"
+        return f"interrupted: {s.get('error', '')} (re-run the sweep command to resume)"
+    if job.status == "running" and not is_running(job.path):
+        job.status = "missing"
+        return "killed: its summary says running but no process holds it (re-run the sweep command to resume)"
     if job.status != "completed":
         job.status = "missing"
         return f"incomplete summary.json (status {s.get('status')!r})"
     return ""
+
+
+def never_started(sweep: Path, found: Sequence[Path], ignored: set[str]) -> list[Job]:
+    """The jobs of the sweep's record (sweep.json) that have no directory: never started."""
+    record = read_record(sweep) or {}
+    started = {
+        frozenset(map(str, _read_yaml(d / ".hydra" / "overrides.yaml") or [])) for d in found
+    }
+    jobs = []
+    for overrides in record.get("jobs") or []:
+        if frozenset(overrides) not in started:
+            params, seed = split_overrides(overrides, ignored)
+            jobs.append(Job(sweep, params, seed, "missing", reason="never started"))
+    return jobs
 
 
 def group_jobs(jobs: Sequence[Job]) -> list[Group]:
@@ -252,12 +279,48 @@ def load_sweep(sweep_dir: str | Path) -> tuple[list[Job], dict[str, Any]]:
     if not sweep.is_dir():
         raise ConfigError(f"trainlab compare: no such directory: {sweep}")
     job_dirs = find_job_dirs(sweep)
-    if not job_dirs:
+    if not job_dirs and not (read_record(sweep) or {}).get("jobs"):
         raise ConfigError(
             f"trainlab compare: no job directories (.hydra/overrides.yaml) under {sweep}"
         )
+    check_one_sweep(sweep, job_dirs)
     ignored = ignored_keys(job_dirs)
-    return [load_job(d, ignored) for d in job_dirs], read_experiment(job_dirs)
+    jobs = [load_job(d, ignored) for d in job_dirs] + never_started(sweep, job_dirs, ignored)
+    return jobs, read_experiment(job_dirs)
+
+
+def check_one_sweep(root: Path, job_dirs: Sequence[Path]) -> None:
+    """ConfigError unless the jobs form one sweep: one multirun.yaml above them all (or none,
+    for hand-made directories) and one experiment. Pooling unrelated sweeps judges nothing."""
+    sweeps = sorted({_sweep_root(root, d) or root for d in job_dirs})
+    if len(sweeps) > 1:
+        shown = ", ".join(str(s.relative_to(root)) if s != root else "." for s in sweeps[:3])
+        raise ConfigError(
+            f"trainlab compare: {root} holds the jobs of {len(sweeps)} sweeps ({shown}"
+            f"{', ...' if len(sweeps) > 3 else ''}): give one sweep's directory"
+        )
+    names = sorted({n for d in job_dirs if (n := _experiment_name(d)) is not None})
+    if len(names) > 1:
+        raise ConfigError(
+            f"trainlab compare: {root} holds the jobs of {len(names)} experiments "
+            f"({', '.join(names[:3])}): give one sweep's directory"
+        )
+
+
+def _sweep_root(root: Path, job_dir: Path) -> Path | None:
+    """The directory between job_dir and root that holds Hydra's multirun.yaml, if any."""
+    for d in (job_dir, *job_dir.parents):
+        if (d / "multirun.yaml").is_file():
+            return d
+        if d == root:
+            return None
+    return None
+
+
+def _experiment_name(job_dir: Path) -> str | None:
+    cfg = _read_yaml(job_dir / ".hydra" / "config.yaml")
+    exp = cfg.get("experiment") if isinstance(cfg, dict) else None
+    return exp.get("name") if isinstance(exp, dict) else None
 
 
 def rank_setting(experiment: dict[str, Any]) -> tuple[str, bool]:

@@ -59,8 +59,8 @@ def train_task(cfg: DictConfig, run_dir: str) -> float:
 
     if HydraConfig.get().mode == RunMode.MULTIRUN and cfg.threads is None:
         cfg.threads = threads_per_job()
-    claim(Path(run_dir), config_hash(cfg))  # another config's directory: refused, untouched
-    save_hydra_files(cfg, Path(run_dir))
+    if claim(Path(run_dir), config_hash(cfg)) != "skip":  # another config's: refused
+        save_hydra_files(cfg, Path(run_dir))
     fused = train_pending_group(cfg.threads)  # this job's seed group, as one model
     summary = fused[0] if fused else train(cfg, run_dir)
     best = summary.get("best_val_acc")

@@ -106,14 +106,20 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     run = Run(cfg, run_dir, runs.config_hash(cfg), runs.running_summary(cfg))
-    action = runs.claim(run_dir, run.config_hash)  # another config's directory: left untouched
-    if action == "skip":
-        log.info("already finished in %s: skipped", run_dir)
-        return runs.read_summary(run_dir)
+    with runs.hold(run_dir):  # one process per run directory
+        action = runs.claim(run_dir, run.config_hash)  # another config's: left untouched
+        if action == "skip":
+            log.info("already finished in %s: skipped", run_dir)
+            return runs.read_summary(run_dir)
+        return _attempt(run, action)
+
+
+def _attempt(run: Run, action: str) -> dict[str, Any]:
+    """Run (or resume) and record how it ended in summary.json, whatever happens."""
     threads = torch.get_num_threads()
     try:
-        write_json(run_dir / "summary.json", run.summary)  # never a stale result
-        validate(cfg)
+        write_json(run.run_dir / "summary.json", run.summary)  # never a stale result
+        validate(run.cfg)
         with runs.stop_on_signals() as stop:
             _train(run, stop, resume=action == "resume")
         run.summary["status"] = "completed"
@@ -129,7 +135,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     finally:
         torch.set_num_threads(threads)  # the next job of a one-process sweep starts afresh
         _close(run)
-        _write(run_dir / "summary.json", run.summary, quiet=sys.exc_info()[0] is not None)
+        _write(run.run_dir / "summary.json", run.summary, quiet=sys.exc_info()[0] is not None)
     return run.summary
 
 
