@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import time
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -61,6 +62,7 @@ def train_steps(model, opt, sched, x, y, bs, gen, amp, steps=None) -> None:
             return
         idx = perm[i : i + bs]
         xb = flip_lr(random_crop(x[idx], gen, padding=2), gen)
+        xb = xb.contiguous(memory_format=torch.channels_last)  # (B, 1, 28, 28)
         with amp():
             loss = F.cross_entropy(model(xb), y[idx], label_smoothing=0.1)
         opt.zero_grad(set_to_none=True)
@@ -82,7 +84,7 @@ def main() -> None:
     args = parser.parse_args()
     cuda = args.device.startswith("cuda")
     torch.backends.cudnn.benchmark = True
-    amp = partial(torch.autocast, "cuda", dtype=torch.bfloat16) if cuda else torch.enable_grad
+    amp = partial(torch.autocast, "cuda", dtype=torch.bfloat16) if cuda else nullcontext
     torch.manual_seed(args.seed)
     gen = torch.Generator(device=args.device).manual_seed(args.seed)
     train_x, train_y, test_x, test_y = load(args.root, args.device)
