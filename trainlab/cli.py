@@ -66,7 +66,7 @@ def compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         metavar="DIR",
-        help="several sweeps: where to write (default SWEEP_A/<a>_vs_<b>/)",
+        help="where to write (default: the sweep itself; several sweeps: SWEEP_A/<a>_vs_<b>/)",
     )
     parser.add_argument(
         "--claims",

@@ -28,8 +28,9 @@ from typing import Any
 import yaml
 
 from trainlab import ensembles
-from trainlab.claims import check_claim, evaluate_claims
+from trainlab.claims import ClaimResult, check_claim, evaluate_claims
 from trainlab.errors import ConfigError
+from trainlab.io import atomic_write_text
 from trainlab.report.plots import write_plots
 from trainlab.report.search_tables import format_search_csv, format_search_markdown
 from trainlab.report.tables import format_csv, format_markdown
@@ -47,12 +48,17 @@ from trainlab.sweep import (
     rank_setting,
 )
 
+OUTPUT_FILES = ("comparison.md", "comparison.csv", "claims.json")
 __all__ = ["Comparison", "Group", "Job", "compare", "compare_main", "group_label", "run_compare"]
 
 
-def compare(sweep_dir: str | Path, claims_file: str | Path | None = None) -> Comparison:
+def compare(
+    sweep_dir: str | Path,
+    claims_file: str | Path | None = None,
+    out_dir: str | Path | None = None,
+) -> Comparison:
     """Read, group, rank, judge the claims (the experiment's, or those of `claims_file`);
-    write the table, CSV, claims, plots and TB runs."""
+    write the table, CSV, claims, plots and TB runs into out_dir (default: the sweep)."""
     sweep = Path(sweep_dir)
     jobs, experiment = load_sweep(sweep)
     if claims_file is not None:
@@ -63,6 +69,7 @@ def compare(sweep_dir: str | Path, claims_file: str | Path | None = None) -> Com
     claims = evaluate_claims(experiment.get("claims") or [], groups)
     claims += best_of_claims(experiment, jobs, rank_by, descending)  # experiment.best_of
     result = Comparison(sweep, groups, experiment, rank_by, descending, claims)
+    result.out_dir = Path(out_dir) if out_dir is not None else None
     result.ensembles = ensemble_rows
     write_outputs(result)
     return result
@@ -88,11 +95,11 @@ def read_claims(path: str | Path) -> list[dict[str, Any]]:
     return claims
 
 
-def run_compare(sweep_dir: str, claims_file: str | None = None) -> int:
-    """CLI entry: compare, print the table and claims; exit code 2 for a missing or empty dir
-    or a bad claims file."""
+def run_compare(sweep_dir: str, claims_file: str | None = None, out_dir: str | None = None) -> int:
+    """CLI entry: compare, print the table and claims; exit code 2 for a directory that is not
+    one sweep, a bad claims file, or outputs that cannot be written."""
     try:
-        result = compare(sweep_dir, claims_file)
+        result = compare(sweep_dir, claims_file, out_dir)
     except ConfigError as err:
         print(str(err), file=sys.stderr)
         return 2
@@ -102,9 +109,7 @@ def run_compare(sweep_dir: str, claims_file: str | None = None) -> int:
 
 def run_args(ns: argparse.Namespace) -> int:
     if len(ns.sweeps) == 1:
-        if ns.out is not None:
-            ns.parser.error("--out needs several sweeps")
-        return run_compare(ns.sweeps[0], ns.claims)
+        return run_compare(ns.sweeps[0], ns.claims, ns.out)
     if ns.claims is not None:
         ns.parser.error("--claims judges one sweep (several: their cross_sweep_claims)")
     return run_compare_searches(ns.sweeps, ns.out)
@@ -125,19 +130,33 @@ def compare_main(args: Sequence[str]) -> int:
 
 def write_outputs(result: Comparison) -> None:
     """Plots and TensorBoard runs first: comparison.md lists the PNGs that exist."""
-    sweep = result.sweep_dir
-    result.files += write_plots(result, sweep / "plots")
-    result.files += write_tensorboard(result, sweep / "_compare")
-    (sweep / "comparison.md").write_text(format_markdown(result))
-    (sweep / "comparison.csv").write_text(format_csv(result))
-    claims = [c.to_dict() for c in result.claims]
-    (sweep / "claims.json").write_text(json.dumps(claims, indent=2, allow_nan=False) + "\n")
-    result.files += [sweep / "comparison.md", sweep / "comparison.csv", sweep / "claims.json"]
+    out = make_dir(result.out)
+    result.files += write_plots(result, out / "plots")
+    result.files += write_tensorboard(result, out / "_compare")
+    texts = (format_markdown(result), format_csv(result), claims_json(result.claims))
+    result.files += write_texts(out, dict(zip(OUTPUT_FILES, texts, strict=True)))
+
+
+def make_dir(out: Path) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"trainlab compare: cannot write into {out}: {err.strerror}") from err
+    return out
+
+
+def claims_json(claims: Sequence[ClaimResult]) -> str:
+    return json.dumps([c.to_dict() for c in claims], indent=2, allow_nan=False) + "\n"
+
+
+def write_texts(out: Path, texts: dict[str, str]) -> list[Path]:
+    """Each file written whole (atomically): a reader never sees half a table."""
+    for name, text in texts.items():
+        atomic_write_text(out / name, text)
+    return [out / name for name in texts]
 
 
 # ---------------------------------------------------------------- several sweeps: searches
-
-SEARCH_FILES = ("comparison.md", "comparison.csv", "claims.json")
 
 
 def compare_searches(
@@ -162,16 +181,6 @@ def run_compare_searches(sweep_dirs: Sequence[str], out_dir: str | None = None) 
 
 
 def write_search_outputs(result: SearchComparison) -> None:
-    out = result.out_dir
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"trainlab compare: cannot write into {out}: {err.strerror}") from err
-    texts = (
-        format_search_markdown(result),
-        format_search_csv(result),
-        json.dumps([c.to_dict() for c in result.claims], indent=2, allow_nan=False) + "\n",
-    )
-    for name, text in zip(SEARCH_FILES, texts, strict=True):
-        (out / name).write_text(text)
-        result.files.append(out / name)
+    out = make_dir(result.out_dir)
+    texts = (format_search_markdown(result), format_search_csv(result), claims_json(result.claims))
+    result.files += write_texts(out, dict(zip(OUTPUT_FILES, texts, strict=True)))

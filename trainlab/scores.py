@@ -61,8 +61,8 @@ def job_value(summary: Mapping[str, Any], metric: str) -> float | None:
 
 def worst_value(summary: Mapping[str, Any], metric: str) -> float | None:
     """What a diverged job scores for a metric it could not measure (None: not an outcome)."""
-    if not any(w in metric for w in OUTCOME_WORDS) or metric == "initial_loss":
-        return None
+    if not any(w in metric for w in OUTCOME_WORDS) or metric == "initial_loss" or "gain" in metric:
+        return None  # a gain (averaged minus raw weights) has no worst case of its own
     classes = summary.get("num_classes")
     chance = 1 / classes if isinstance(classes, int) and classes > 0 else None
     if metric.endswith("acc") and chance is not None:
@@ -75,15 +75,17 @@ def worst_value(summary: Mapping[str, Any], metric: str) -> float | None:
 def lower_is_better(metric: str) -> bool:
     """Whether a smaller value of `metric` is the better one (for ranking)."""
     words = ("loss", "error", "_to_target", "time", "gap", "diff", "dead", "saturat", "diverged")
-    return any(w in metric for w in words)
+    return "gain" not in metric and any(w in metric for w in words)
 
 
 def metric_range(metric: str) -> tuple[float, float]:
     """The values a metric can take, to clip intervals: accuracies and fractions in [0, 1],
     acc_gap in [-1, 1], losses, counts, times, stds and ratios >= 0, else unbounded."""
     leaf = metric.rsplit(".", 1)[-1]
-    if metric == "acc_gap":
+    if metric == "acc_gap" or "acc_gain" in leaf:
         return -1.0, 1.0
+    if "gain" in leaf:  # a difference of two losses: either sign
+        return -math.inf, math.inf
     if metric in NEVER_KEYS or leaf.endswith(("_to_target", "_s")):
         return 0.0, math.inf
     if any(w in leaf for w in UNIT_RANGE):

@@ -86,11 +86,16 @@ class Comparison:
     descending: bool
     claims: list[ClaimResult]
     files: list[Path] = field(default_factory=list)  # what compare wrote
+    out_dir: Path | None = None  # where compare writes (None: the sweep's directory)
     ensembles: list[Any] = field(default_factory=list)  # ensembles.EnsembleRow: group x split
 
     @property
     def jobs(self) -> list[Job]:
         return [j for g in self.groups for j in g.jobs]
+
+    @property
+    def out(self) -> Path:
+        return self.out_dir or self.sweep_dir
 
 
 def find_job_dirs(sweep_dir: Path) -> list[Path]:
@@ -278,9 +283,44 @@ def load_sweep(sweep_dir: str | Path) -> tuple[list[Job], dict[str, Any]]:
         raise ConfigError(
             f"trainlab compare: no job directories (.hydra/overrides.yaml) under {sweep}"
         )
+    check_one_sweep(sweep, job_dirs)
     ignored = ignored_keys(job_dirs)
     jobs = [load_job(d, ignored) for d in job_dirs] + never_started(sweep, job_dirs, ignored)
     return jobs, read_experiment(job_dirs)
+
+
+def check_one_sweep(root: Path, job_dirs: Sequence[Path]) -> None:
+    """ConfigError unless the jobs form one sweep: one multirun.yaml above them all (or none,
+    for hand-made directories) and one experiment. Pooling unrelated sweeps judges nothing."""
+    sweeps = sorted({_sweep_root(root, d) or root for d in job_dirs})
+    if len(sweeps) > 1:
+        shown = ", ".join(str(s.relative_to(root)) if s != root else "." for s in sweeps[:3])
+        raise ConfigError(
+            f"trainlab compare: {root} holds the jobs of {len(sweeps)} sweeps ({shown}"
+            f"{', ...' if len(sweeps) > 3 else ''}): give one sweep's directory"
+        )
+    names = sorted({n for d in job_dirs if (n := _experiment_name(d)) is not None})
+    if len(names) > 1:
+        raise ConfigError(
+            f"trainlab compare: {root} holds the jobs of {len(names)} experiments "
+            f"({', '.join(names[:3])}): give one sweep's directory"
+        )
+
+
+def _sweep_root(root: Path, job_dir: Path) -> Path | None:
+    """The directory between job_dir and root that holds Hydra's multirun.yaml, if any."""
+    for d in (job_dir, *job_dir.parents):
+        if (d / "multirun.yaml").is_file():
+            return d
+        if d == root:
+            return None
+    return None
+
+
+def _experiment_name(job_dir: Path) -> str | None:
+    cfg = _read_yaml(job_dir / ".hydra" / "config.yaml")
+    exp = cfg.get("experiment") if isinstance(cfg, dict) else None
+    return exp.get("name") if isinstance(exp, dict) else None
 
 
 def rank_setting(experiment: dict[str, Any]) -> tuple[str, bool]:

@@ -72,7 +72,8 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(fmt.format(*r).rstrip() for r in [header, ["-" * w for w in widths], *rows])
 
 
-def intro_lines(result: Comparison) -> list[str]:
+def intro_lines(result: Comparison, interval: bool = True) -> list[str]:
+    """What the tables hold; the terminal's table has no intervals and says so."""
     exp, jobs = result.experiment, result.jobs
     lines = (
         [f"Experiment {exp['name']}: {exp.get('description') or ''}".strip()]
@@ -84,12 +85,17 @@ def intro_lines(result: Comparison) -> list[str]:
         f"{len(jobs)} jobs in {len(result.groups)} groups, {measured} measured (completed or diverged)."
     )
     better = "higher" if result.descending else "lower"
+    cells = (
+        "mean ± std [95% Student-t interval of the mean, clipped to the metric's range]"
+        if interval
+        else "mean ± std"
+    )
     lines.append(
-        f"Ranked by mean {result.rank_by} ({better} is better). Cells: mean ± std [95% Student-t interval"
-        " of the mean, clipped to the metric's range] over seeds; a diverged job scores the worst"
-        " case (chance accuracy; 'k/n diverged': an infinite loss); 'k/n never': seeds that never"
-        " reached the target; both left out of the mean and ranked as +inf; (n=k): only k seeds"
-        " have that metric."
+        f"Ranked by mean {result.rank_by} ({better} is better). Cells: {cells} over seeds;"
+        " a diverged job scores the worst case (chance accuracy; 'k/n diverged': an infinite"
+        " loss); 'k/n never': seeds that never reached the target; both left out of the mean and"
+        " ranked as +inf; (n=k): only k seeds have that metric."
+        + ("" if interval else " The 95% intervals are in comparison.md.")
     )
     return lines
 
@@ -131,7 +137,7 @@ def format_markdown(result: Comparison) -> str:
     if plots:
         parts += [
             "## Plots",
-            "\n".join(f"![{p.stem}]({rel_path(p, result.sweep_dir)})" for p in plots),
+            "\n".join(f"![{p.stem}]({rel_path(p, result.out)})" for p in plots),
         ]
     return "\n\n".join(parts) + "\n"
 

@@ -26,7 +26,7 @@ from trainlab.sweep import Comparison
 
 def format_terminal(result: Comparison) -> str:
     parts = [
-        *intro_lines(result),
+        *intro_lines(result, interval=False),
         "",
         text_table(result_headers(result), result_rows(result, interval=False)),
     ]
@@ -41,7 +41,7 @@ def format_terminal(result: Comparison) -> str:
         parts += ["", "Failed, diverged and missing jobs:", *problem_lines(result)]
     parts += [
         "",
-        f"Wrote {result.sweep_dir / 'comparison.md'} (and .csv, claims.json, plots/, _compare/)",
+        f"Wrote {result.out / 'comparison.md'} (and .csv, claims.json, plots/, _compare/)",
     ]
     return "\n".join(parts)
 

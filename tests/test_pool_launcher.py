@@ -1,0 +1,48 @@
+"""trainlab's pool launcher: a SIGKILLed job is reported as killed, the others finish, compare
+runs at the end and accounts for every job."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from test_sweeps import job_dirs, summary
+
+TINY = ["data.subset=64", "model.width=8", "trainer.progress=never"]
+
+
+def test_a_killed_job_takes_no_other_with_it(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    args = ["train", "-m", *TINY, "trainer.epochs=60", "activation=relu,tanh,gelu",
+            "hydra/launcher=pool", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trainlab", *args], cwd=tmp_path, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    victim, deadline = None, time.monotonic() + 240
+    while victim is None and time.monotonic() < deadline:
+        for job in job_dirs(sweep_dir).values():
+            try:
+                s = summary(job)
+            except (OSError, ValueError):
+                continue
+            if s.get("status") == "running" and (job / "checkpoint.pt").exists():
+                victim = job
+                os.kill(s["pid"], signal.SIGKILL)  # the job's own process, not the launcher
+                break
+        time.sleep(0.05)
+    assert victim is not None
+    out, err = proc.communicate(timeout=400)
+    assert proc.returncode == 1, err[-2000:]  # a job did not finish: the sweep says so
+    assert "killed by SIGKILL; the other jobs go on" in out + err
+    statuses = {name: summary(job)["status"] for name, job in job_dirs(sweep_dir).items()}
+    assert sorted(statuses.values()) == ["completed", "completed", "running"], statuses
+    md = (sweep_dir / "comparison.md").read_text()
+    assert "killed: its summary says running" in md
+    record = json.loads((sweep_dir / "sweep.json").read_text())
+    assert len(record["jobs"]) == 3
