@@ -59,7 +59,10 @@ def train_task(cfg: DictConfig, run_dir: str) -> float:
 
     if HydraConfig.get().mode == RunMode.MULTIRUN and cfg.threads is None:
         cfg.threads = threads_per_job()
-    if claim(Path(run_dir), config_hash(cfg)) != "skip":  # another config's: refused
+    # another config's directory is refused; a finished one keeps its record, except a
+    # seed whose group leader trained it as a fused member (its summary, no .hydra yet)
+    done = claim(Path(run_dir), config_hash(cfg)) == "skip"
+    if not done or not (Path(run_dir) / ".hydra" / "overrides.yaml").is_file():
         save_hydra_files(cfg, Path(run_dir))
     fused = train_pending_group(cfg.threads)  # this job's seed group, as one model
     summary = fused[0] if fused else train(cfg, run_dir)
