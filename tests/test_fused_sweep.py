@@ -23,6 +23,11 @@ def sweep(tmp_path: Path, *args: str, activations: str = "relu,tanh") -> list[di
     assert len(paths) == 6
     for p in paths:
         assert (p.parent / ".hydra" / "overrides.yaml").is_file()  # every job its own record
+        assert (p.parent / "predictions.npz").is_file()  # for compare's ensembles, fused or not
+    sweep_dir = tmp_path / "sweep"
+    table = (sweep_dir / "comparison.csv").read_text()
+    assert "never started" not in (sweep_dir / "comparison.md").read_text()
+    assert table.count("\n") >= 3  # a header and both groups
     return [json.loads(p.read_text()) for p in paths]
 
 

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from trainlab import bn_modes, build, initializers, runs, target, tb
+from trainlab import bn_modes, build, ensembles, initializers, runs, target, tb
 from trainlab.fused_models import FusedMLP, FusionUnsupported, fuse
 from trainlab.io import atomic_torch_save, write_json
 from trainlab.train import LOG_EVERY, log_curve, prepare
@@ -278,6 +278,8 @@ def _finish(members: list[Member], model: FusedMLP, preprocess, data, step: int,
         if not m.alive:
             continue
         m.model.load_state_dict(model.member_state_dict(i))
+        if m.cfg.trainer.predictions:  # the member's own model, as its separate run saves it
+            ensembles.save_predictions(m.run_dir, m.model, preprocess, data, eval_bs)
         m.writer.add_scalar("test/acc", test_m[i][1], step)
         m.writer.add_scalar("test/loss", test_m[i][0], step)
         last = m.history["epochs"][-1]
