@@ -165,13 +165,10 @@ def ensure_source(cfg: DictConfig) -> Path:
     from trainlab.train import train  # train -> prepare -> this module
 
     src = source_config(cfg)
-    keyed = {
-        k: v for k, v in OmegaConf.to_container(src, resolve=True).items() if k not in RUN_ONLY
-    }
-    digest = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]
-    run_dir = Path(to_absolute_path(cfg.transfer.cache_dir)) / digest
+    run_dir = Path(to_absolute_path(cfg.transfer.cache_dir)) / _key(src)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ".lock", "w") as lock:
+    # not the run's own .lock, which train() holds while the source trains
+    with open(run_dir / ".source.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a parallel job waits for the first one's training
         if not (run_dir / "checkpoint.pt").is_file():
             log.info("training the source model into %s", run_dir)
