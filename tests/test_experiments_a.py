@@ -145,10 +145,8 @@ class FakeGroup:
         return [0.9, 1.0, 1.1]
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS)
-def test_every_claim_selects_groups_of_the_grid(name: str) -> None:
-    """On the sweep's own grid, every claim finds its groups (compare: pairs that differ only in
-    the selector keys); a claim that can never be judged fails here, not after a sweep."""
+def grid_groups(name: str) -> tuple:
+    """The experiment's config and one FakeGroup per point of its sweep grid (seed aside)."""
     cfg = compose([f"+experiment={name}"])
     params = {k: v for k, v in sweep_params(name).items() if k != "seed"}
     choices = {g: cfg[g].name for g in GROUPS}
@@ -156,6 +154,14 @@ def test_every_claim_selects_groups_of_the_grid(name: str) -> None:
         FakeGroup(dict(zip(params, combo, strict=True)), choices)
         for combo in itertools.product(*params.values())
     ]
+    return cfg, groups
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_claim_selects_groups_of_the_grid(name: str) -> None:
+    """On the sweep's own grid, every claim finds its groups (compare: pairs that differ only in
+    the selector keys); a claim that can never be judged fails here, not after a sweep."""
+    cfg, groups = grid_groups(name)
     for spec in OmegaConf.to_container(cfg.experiment.claims):
         result = evaluate_claim(spec, groups)
         assert not result.detail.startswith(("no group", "no pair", "invalid")), (

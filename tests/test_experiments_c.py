@@ -5,11 +5,9 @@ selectors that find their groups, and document a full-size command that composes
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 from omegaconf import OmegaConf
-from test_experiments_a import FakeGroup, _same, full_size_command, options, sweep_params
+from test_experiments_a import _same, full_size_command, grid_groups, options, sweep_params
 
 from trainlab.claims import DERIVED, INCONCLUSIVE, check_claim, evaluate_claim
 from trainlab.config import compose
@@ -54,13 +52,7 @@ def test_every_swept_value_composes(name: str) -> None:
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_claims_name_real_metrics_and_find_their_groups(name: str, metric_keys) -> None:
-    cfg = compose([f"+experiment={name}"])
-    params = {k: v for k, v in sweep_params(name).items() if k != "seed"}
-    choices = {g: cfg[g].name for g in GROUPS}
-    groups = [
-        FakeGroup(dict(zip(params, combo, strict=True)), choices)
-        for combo in itertools.product(*params.values())
-    ]
+    cfg, groups = grid_groups(name)
     for spec in OmegaConf.to_container(cfg.experiment.claims):
         claim = check_claim(spec)
         assert claim["metric"] in metric_keys, f"{name}: unknown metric {claim['metric']!r}"
