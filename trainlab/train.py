@@ -247,7 +247,7 @@ def _set_up_diagnostics(run: Run) -> list[str]:
 
 def _resume(run: Run, state: dict[str, Any]) -> None:
     """Continue from a checkpoint; TensorBoard keeps the events written before it, in one file."""
-    run.writer = tb.reopen_writer(run.run_dir, run.cfg, state["step"], state["events_bytes"])
+    run.writer = tb.reopen_writer(run.run_dir, state["step"], state["events_bytes"])
     _open_monitor(run, layout=False)
     checkpoint.restore(run, state)
     log.info("resumed from %s at step %d (epoch %d)", run.run_dir, run.step, run.epoch)
@@ -431,7 +431,7 @@ def _close(run: Run) -> None:
     if run.bar is not None:
         run.bar.close()
     if run.writer is not None:
-        run.writer.close()
+        run.writer.close(run.summary["status"])
     if run.summary["status"] in ("diverged", "interrupted", "failed") and run.history["steps"]:
         _write(run.run_dir / "history.json", run.history, quiet=True)
 
