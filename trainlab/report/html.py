@@ -137,11 +137,15 @@ def part_view(nums: dict[str, Any]) -> dict[str, str]:
         ),
         "estimate": num(estimate),
         "interval": f"[{num(lo)}, {num(hi)}]" if lo is not None and hi is not None else "–",
-        "p": num(min(p)) if p and test.get("method") != "point" else "–",
+        "p": p_text(min(p)) if p and test.get("method") != "point" else "–",
         "seeds": seeds + (f" ({nums['ok']} ok)" if "ok" in nums else ""),
         "mde": num(test["mde"]) if "mde" in test else "–",
         "seeds_needed": num(test["seeds_needed"]) if "seeds_needed" in test else "–",
     }
+
+
+def p_text(p: float) -> str:
+    return "≈ 0" if p == 0 else num(p)  # below the smallest float: 'p = 0' would claim certainty
 
 
 def num(x: Any) -> str:

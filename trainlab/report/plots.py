@@ -62,7 +62,11 @@ def write_plots(result: Comparison, plot_dir: Path) -> list[Path]:
     for old in plot_dir.glob("*.png"):
         old.unlink()
     painter = Painter()
-    written = [p for key in PLOT_CURVES if (p := painter.curves(result, key, plot_dir))]
+    written = [
+        _save(fig, plot_dir / f"curves_{key}.png")
+        for key in PLOT_CURVES
+        if (fig := painter.curves(result, key))
+    ]
     for key in numeric_swept_keys(result.groups):
         written.append(painter.vs_param(result, key, plot_dir))
     return written
@@ -85,7 +89,7 @@ class Painter:
         cmap = self.colormaps["tab10" if n <= 10 else "tab20"]
         return [cmap(i % cmap.N) for i in range(n)]
 
-    def curves(self, result: Comparison, key: str, plot_dir: Path) -> Path | None:
+    def curves(self, result: Comparison, key: str):
         """Mean ± std (shaded) of one history key against the epoch, one line per group; a log
         axis for losses; an x where a diverged seed's curve ends."""
         log = key.endswith("loss")
@@ -123,7 +127,7 @@ class Painter:
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         _legend(fig, ax, entries)
-        return _save(fig, plot_dir / f"curves_{key}.png")
+        return fig
 
     def vs_param(self, result: Comparison, key: str, plot_dir: Path) -> Path:
         """The ranking metric (mean ± std) against one numeric override, one line per value of
