@@ -20,13 +20,14 @@ zeros,dead,nonfinite}/<layer> (act_mean, act_std, act_nonfinite also for `input`
 pre_{mean,std,nonfinite}/<layer>, {weight_std,grad_norm,update_ratio}/<layer>.weight,
 histograms act_hist/<layer> (and pre_hist/<layer>); a custom-scalars layout draws each
 statistic as one multi-line chart.
+
+The reductions live in stats_reduce, the capture hooks in stats_capture.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -35,203 +36,27 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from torch import Tensor, nn
 
 from trainlab import diagnostics, tb
-from trainlab.models import activation_layers, affine_layers
+from trainlab.models import affine_layers
+from trainlab.stats_capture import Capture, SharedModuleError, hooked_layers
+from trainlab.stats_reduce import (
+    BINS,
+    HIST_HEAD,
+    INPUT,
+    RAW,
+    STATS,
+    finish_stats,
+    raw_stats,
+    tensor_histogram,
+    tensor_stats,
+)
 
-STATS = ("mean", "std", "saturated", "zeros", "dead", "nonfinite")  # one capture of one layer
-RAW = 6  # numbers per layer reduced on the device (raw_stats), finished on the host
+__all__ = [  # re-exported: callers import the statistics API from here
+    "BINS", "HIST_HEAD", "INPUT", "RAW", "STATS", "Capture", "SharedModuleError",
+    "finish_stats", "hooked_layers", "raw_stats", "tensor_histogram", "tensor_stats",
+]  # fmt: skip
 WEIGHT_STATS = ("weight_std", "grad_norm", "update_ratio")  # logged (a Snapshot adds weight_norm)
 INPUT_STATS = ("mean", "std", "nonfinite")  # logged for the model input (saturation, death: n/a)
 PRE_STATS = ("mean", "std", "nonfinite")  # logged for the input of each nonlinearity
-HIST_HEAD = ("min", "max", "num", "sum", "sum_squares")  # then `bins` counts
-BINS = 64
-INPUT = "input"
-
-
-class SharedModuleError(ValueError):
-    """One activation module called at two places: its statistics would mix two layers."""
-
-
-# --- reductions on the device (no host sync) -------------------------------------------------
-
-
-def raw_stats(y: Tensor, low: float | None = None, high: float | None = None) -> Tensor:
-    """(RAW,) on y's device, no host sync: what finish_stats turns into STATS.
-
-    Non-finite values become 0 stand-ins (a histogram would drop them silently); they are
-    counted, and finish_stats takes them out of every other statistic. Only reductions run
-    here, no scalar arithmetic: on small tensors each op costs its launch.
-    """
-    y = y.detach().float()
-    yf = y.nan_to_num(0.0, 0.0, 0.0)
-    shift = yf.mean()  # the mean of all slots: centres the sum of squares (exact for tiny stds)
-    saturated = [torch.count_nonzero(yf <= low)] if low is not None else []
-    saturated += [torch.count_nonzero(yf >= high)] if high is not None else []
-    unit_dims = [d for d in range(y.dim()) if d != 1]  # units: dim 1 (features or channels)
-    return torch.stack([
-        shift,
-        torch.linalg.vector_norm(yf - shift),
-        sum(saturated) if saturated else torch.zeros((), device=y.device),
-        torch.count_nonzero(yf),
-        torch.count_nonzero(y.abs().amax(dim=unit_dims)),  # units not 0 everywhere (NaN: alive)
-        torch.count_nonzero(y - y),  # NaN exactly where y is inf or NaN
-    ]).float()  # fmt: skip
-
-
-def finish_stats(
-    raw: Sequence[float], numel: int, units: int, zero_saturates: bool = False
-) -> dict[str, float]:
-    """STATS of the finite values from raw_stats' numbers (on the host).
-
-    A unit (feature, or channel of an image) is dead when it is exactly 0 at every example
-    and position. `zero_saturates`: the 0 stand-ins of non-finite values were counted as
-    saturated (a threshold like sigmoid's y <= 0.01 includes 0).
-    """
-    shift, norm, saturated, nonzero, alive, nonfinite = raw
-    n = numel - nonfinite
-    count = max(n, 1)
-    mean = shift * numel / count
-    squares = norm**2 - nonfinite * shift**2 - n * (mean - shift) ** 2  # over the finite values
-    return {
-        "mean": mean,
-        "std": math.sqrt(max(squares, 0.0) / count),
-        "saturated": (saturated - nonfinite * zero_saturates) / count,
-        "zeros": (n - nonzero) / count,
-        "dead": 1.0 - alive / units,
-        "nonfinite": nonfinite,
-    }  # fmt: skip
-
-
-def tensor_stats(
-    y: Tensor, low: float | None = None, high: float | None = None
-) -> dict[str, float]:
-    """STATS of one tensor (one host sync: for tests and one-off looks)."""
-    return finish_stats(
-        raw_stats(y, low, high).tolist(), y.numel(), _units(y), _zero_saturates(low, high)
-    )
-
-
-def _units(y: Tensor) -> int:
-    return y.shape[1] if y.dim() > 1 else 1
-
-
-def _zero_saturates(low: float | None, high: float | None) -> bool:
-    return (low is not None and low >= 0) or (high is not None and high <= 0)
-
-
-def tensor_histogram(y: Tensor, bins: int = BINS) -> Tensor:
-    """(5 + bins,) on y's device: min, max, count, sum, sum of squares, then equal-width counts
-    between min and max, of the finite values only (TensorBoard's raw histogram)."""
-    y = y.detach().float().flatten()
-    finite = torch.isfinite(y)
-    big = torch.finfo(torch.float32).max
-    lo, hi = torch.where(finite, y, big).min(), torch.where(finite, y, -big).max()
-    yf = torch.where(finite, y, lo)
-    width = ((hi - lo) / bins).clamp(min=1e-30)
-    idx = ((yf - lo) / width).nan_to_num(0.0).clamp(0, bins - 1).long()
-    weight = finite.float()
-    counts = torch.zeros(bins, device=y.device).scatter_add_(0, idx, weight)
-    head = torch.stack([lo, hi, weight.sum(), (yf * weight).sum(), (yf.square() * weight).sum()])
-    return torch.cat([head, counts])
-
-
-# --- hooks, alive only while capturing ---------------------------------------------------------
-
-
-def hooked_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The activation layers, checked to be one module per call site (else SharedModuleError)."""
-    layers = list(activation_layers(model))
-    names: dict[int, list[str]] = {}
-    for name, module in model.named_modules(remove_duplicate=False):
-        names.setdefault(id(module), []).append(name)
-    for name, module in layers:
-        if len(names[id(module)]) > 1:
-            raise SharedModuleError(
-                f"activation module {name!r} is also registered as {names[id(module)][1]!r}: "
-                "one module reused at two call sites would mix two layers' statistics; "
-                "create one instance per call site (act_layer())"
-            )
-    return layers
-
-
-class Capture:
-    """Statistics of one forward: the model input, each activation's output (and input)."""
-
-    def __init__(
-        self,
-        model: nn.Module,
-        layers: list[tuple[str, nn.Module]],
-        low: float | None,
-        high: float | None,
-        *,
-        pre_activation: bool = False,
-        max_batch: int | None = None,
-        bins: int = 0,
-    ) -> None:
-        self.model, self.layers = model, layers
-        self.low, self.high = low, high
-        self.pre_activation, self.max_batch, self.bins = pre_activation, max_batch, bins
-        self.stats: dict[tuple[str, str], Tensor] = {}  # (kind, name) -> (RAW,) on device
-        self.shapes: dict[tuple[str, str], tuple[int, int, bool]] = {}  # for finish_stats
-        self.hists: dict[tuple[str, str], Tensor] = {}  # (kind, name) -> (5 + bins,) on device
-
-    def rows(self) -> list[tuple[str, str]]:
-        """(kind, name) in forward order: ("input", "input"), then ("pre", n)?, ("act", n)."""
-        rows = [(INPUT, INPUT)]
-        for name, _ in self.layers:
-            rows += [("pre", name)] * self.pre_activation + [("act", name)]
-        return rows
-
-    @contextmanager
-    def hooks(self) -> Iterator[Capture]:
-        """Register the hooks; remove them on the way out, even when the forward raises."""
-        handles = []
-        try:
-            handles.append(self.model.register_forward_pre_hook(self._input_hook))
-            for name, module in self.layers:
-                handles.append(module.register_forward_hook(self._layer_hook(name)))
-            yield self
-        finally:
-            for handle in handles:
-                handle.remove()
-
-    def _input_hook(self, _module: nn.Module, args: tuple) -> None:
-        self._record((INPUT, INPUT), args[0], None, None)
-
-    def _layer_hook(self, name: str):
-        def hook(_module: nn.Module, args: tuple, output: Tensor) -> None:
-            if ("act", name) in self.stats:
-                raise SharedModuleError(
-                    f"activation module {name!r} ran twice in one forward: one module reused "
-                    "at two call sites would mix two layers' statistics; create one instance "
-                    "per call site (act_layer())"
-                )
-            if self.pre_activation:
-                self._record(("pre", name), args[0], None, None)
-            self._record(("act", name), output, self.low, self.high)
-
-        return hook
-
-    def _record(
-        self, key: tuple[str, str], y: Tensor, low: float | None, high: float | None
-    ) -> None:
-        y = y.detach()[: self.max_batch]  # a view: the first max_batch examples
-        self.stats[key] = raw_stats(y, low, high)
-        self.shapes[key] = (y.numel(), _units(y), _zero_saturates(low, high))
-        if self.bins:
-            self.hists[key] = tensor_histogram(y, self.bins)
-
-    def stacked(self) -> Tensor:
-        """(rows, RAW) on the device; NaN for a layer the forward did not reach."""
-        device = next(iter(self.stats.values())).device if self.stats else None
-        missing = torch.full((RAW,), math.nan, device=device)
-        return torch.stack([self.stats.get(row, missing) for row in self.rows()])
-
-    def finish(self, values: list[float]) -> list[dict[str, float]]:
-        """stacked(), copied to the host as a flat list -> one STATS dict per row."""
-        return [
-            finish_stats(values[i * RAW : (i + 1) * RAW], *self.shapes.get(row, (1, 1, False)))
-            for i, row in enumerate(self.rows())
-        ]
 
 
 # --- the monitor the training loop calls -------------------------------------------------------

@@ -1,0 +1,127 @@
+"""Hooks that live for one forward and reduce each activation layer's output (and input).
+
+Capture registers a forward pre-hook on the model (its input) and a forward hook on every
+activation layer; each hook reduces the first `max_batch` examples to raw_stats (and a
+histogram when asked) on the device. hooked_layers rejects a module used at two call sites.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+
+from trainlab.models import activation_layers
+from trainlab.stats_reduce import (
+    INPUT,
+    RAW,
+    count_units,
+    finish_stats,
+    raw_stats,
+    saturates_at_zero,
+    tensor_histogram,
+)
+
+
+class SharedModuleError(ValueError):
+    """One activation module called at two places: its statistics would mix two layers."""
+
+
+def hooked_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The activation layers, checked to be one module per call site (else SharedModuleError)."""
+    layers = list(activation_layers(model))
+    names: dict[int, list[str]] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        names.setdefault(id(module), []).append(name)
+    for name, module in layers:
+        if len(names[id(module)]) > 1:
+            raise SharedModuleError(
+                f"activation module {name!r} is also registered as {names[id(module)][1]!r}: "
+                "one module reused at two call sites would mix two layers' statistics; "
+                "create one instance per call site (act_layer())"
+            )
+    return layers
+
+
+class Capture:
+    """Statistics of one forward: the model input, each activation's output (and input)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: list[tuple[str, nn.Module]],
+        low: float | None,
+        high: float | None,
+        *,
+        pre_activation: bool = False,
+        max_batch: int | None = None,
+        bins: int = 0,
+    ) -> None:
+        self.model, self.layers = model, layers
+        self.low, self.high = low, high
+        self.pre_activation, self.max_batch, self.bins = pre_activation, max_batch, bins
+        self.stats: dict[tuple[str, str], Tensor] = {}  # (kind, name) -> (RAW,) on device
+        self.shapes: dict[tuple[str, str], tuple[int, int, bool]] = {}  # for finish_stats
+        self.hists: dict[tuple[str, str], Tensor] = {}  # (kind, name) -> (5 + bins,) on device
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(kind, name) in forward order: ("input", "input"), then ("pre", n)?, ("act", n)."""
+        rows = [(INPUT, INPUT)]
+        for name, _ in self.layers:
+            rows += [("pre", name)] * self.pre_activation + [("act", name)]
+        return rows
+
+    @contextmanager
+    def hooks(self) -> Iterator[Capture]:
+        """Register the hooks; remove them on the way out, even when the forward raises."""
+        handles = []
+        try:
+            handles.append(self.model.register_forward_pre_hook(self._input_hook))
+            for name, module in self.layers:
+                handles.append(module.register_forward_hook(self._layer_hook(name)))
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def _input_hook(self, _module: nn.Module, args: tuple) -> None:
+        self._record((INPUT, INPUT), args[0], None, None)
+
+    def _layer_hook(self, name: str):
+        def hook(_module: nn.Module, args: tuple, output: Tensor) -> None:
+            if ("act", name) in self.stats:
+                raise SharedModuleError(
+                    f"activation module {name!r} ran twice in one forward: one module reused "
+                    "at two call sites would mix two layers' statistics; create one instance "
+                    "per call site (act_layer())"
+                )
+            if self.pre_activation:
+                self._record(("pre", name), args[0], None, None)
+            self._record(("act", name), output, self.low, self.high)
+
+        return hook
+
+    def _record(
+        self, key: tuple[str, str], y: Tensor, low: float | None, high: float | None
+    ) -> None:
+        y = y.detach()[: self.max_batch]  # a view: the first max_batch examples
+        self.stats[key] = raw_stats(y, low, high)
+        self.shapes[key] = (y.numel(), count_units(y), saturates_at_zero(low, high))
+        if self.bins:
+            self.hists[key] = tensor_histogram(y, self.bins)
+
+    def stacked(self) -> Tensor:
+        """(rows, RAW) on the device; NaN for a layer the forward did not reach."""
+        device = next(iter(self.stats.values())).device if self.stats else None
+        missing = torch.full((RAW,), math.nan, device=device)
+        return torch.stack([self.stats.get(row, missing) for row in self.rows()])
+
+    def finish(self, values: list[float]) -> list[dict[str, float]]:
+        """stacked(), copied to the host as a flat list -> one STATS dict per row."""
+        return [
+            finish_stats(values[i * RAW : (i + 1) * RAW], *self.shapes.get(row, (1, 1, False)))
+            for i, row in enumerate(self.rows())
+        ]
