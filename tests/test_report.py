@@ -57,10 +57,15 @@ def make_sweep(root: Path, killed: bool = True) -> Path:
     return root
 
 
-def test_report_is_one_self_contained_page(tmp_path: Path) -> None:
-    result = compare(make_sweep(tmp_path))
-    page = (tmp_path / "report.html").read_text()
-    assert tmp_path / "report.html" in result.files
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    """One compared sweep for the tests that only read it."""
+    return compare(make_sweep(tmp_path_factory.mktemp("sweep")))
+
+
+def test_report_is_one_self_contained_page(compared) -> None:
+    page = (compared.out / "report.html").read_text()
+    assert compared.out / "report.html" in compared.files
     assert not re.search(r"""(src|href)=["']?(https?:|//|[\w./-]+\.(png|css|js))""", page)
     imgs = re.findall(r'<img src="([^"]+)"', page)
     assert len(imgs) == 2 and all(s.startswith("data:image/png;base64,") for s in imgs)
@@ -74,9 +79,8 @@ def test_report_is_one_self_contained_page(tmp_path: Path) -> None:
     assert "0.920 ± 0.020 [95%" in page  # the results table with intervals
 
 
-def test_loss_on_a_log_axis_and_diverged_seeds_marked(tmp_path: Path) -> None:
-    result = compare(make_sweep(tmp_path))
-    fig = Painter().curves(result, "train_loss")
+def test_loss_on_a_log_axis_and_diverged_seeds_marked(compared) -> None:
+    fig = Painter().curves(compared, "train_loss")
     (ax,) = fig.axes
     assert ax.get_yscale() == "log" and ax.get_ylabel() == "training loss (log scale)"
     assert ax.get_xlabel() == "epoch" and "x: a diverged seed" in ax.get_title()
@@ -162,9 +166,9 @@ COLOURS = """return [...document.querySelectorAll('.badge')].map(
   b => [b.textContent, getComputedStyle(b).backgroundColor])"""
 
 
-def test_report_and_index_in_chromium(browser, tmp_path: Path) -> None:
-    sweep = make_sweep(tmp_path / "sweeps" / "2026-01-01_activations")
-    compare(sweep)
+def test_report_and_index_in_chromium(browser, compared, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweeps" / "2026-01-01_activations"
+    shutil.copytree(compared.out, sweep)  # with its report.html
     index, _ = write_index(tmp_path)
     browser.get(index.as_uri())
     assert browser.title.startswith("trainlab sweeps")
