@@ -46,56 +46,27 @@ part with its own verdict; `require: all` is confirmed if all parts are, refuted
 `require: any` confirmed if any is, refuted if all are (Holm-corrected where one part decides).
 Cross-sweep claims (`experiment.cross_sweep_claims`, compare.py) see one group per sweep,
 `{search: LABEL}`, holding each seed's best completed job.
+
+Code: claim_spec.py checks a claim and selects its groups, claim_judges.py judges each kind's
+parts (pairs or groups), this module combines the parts into the claim's verdict.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from trainlab.fmt import fmt_num, fmt_stat, infinite_word, json_num, stat_numbers
-from trainlab.scores import DERIVED, lower_is_better, metric_range, metric_value
-from trainlab.verdict import (
-    CONFIRMED,
-    INCONCLUSIVE,
-    REFUTED,
-    Stat,
-    Test,
-    decide,
-    describe,
-    difference,
-    holm,
-    one_sample,
-)
+from trainlab.claim_judges import JUDGES, Part
+from trainlab.claim_spec import JOB_OPS, KINDS, GroupLike, check_claim, matches
+from trainlab.fmt import fmt_num, fmt_stat, infinite_word, json_num
+from trainlab.scores import DERIVED, lower_is_better, metric_value
+from trainlab.verdict import CONFIRMED, INCONCLUSIVE, REFUTED, Stat, Test, decide, describe, holm
 
-__all__ = ["CONFIRMED", "DERIVED", "INCONCLUSIVE", "REFUTED", "Stat", "describe", "fmt_num",
-           "fmt_stat", "infinite_word", "lower_is_better", "metric_value"]  # fmt: skip
-KINDS = ("compare", "threshold", "all_jobs")
-LOWER_OPS = {"lower", "below", "less", "fewer", "smaller", "<", "<="}
-HIGHER_OPS = {"higher", "above", "greater", "more", "larger", ">", ">="}
-TOLERANT_OPS = {"at_least": "higher", "at_most": "lower"}  # compare only: margin is a tolerance
-JOB_OPS: dict[str, Callable[[float, float], bool]] = {
-    "<": lambda x, y: x < y,
-    "<=": lambda x, y: x <= y,
-    ">": lambda x, y: x > y,
-    ">=": lambda x, y: x >= y,
-}
-_MISSING = object()
-
-
-# ---------------------------------------------------------------- claims
-
-
-class GroupLike(Protocol):
-    label: str
-    params: dict[str, str]  # grouping overrides
-    choices: dict[str, str]  # summary.json choices shared by the group's jobs
-
-    def stat(self, metric: str) -> Stat: ...
-
-    def values(self, metric: str) -> list[float | None]: ...  # scores.job_value per job
+__all__ = ["CONFIRMED", "DERIVED", "INCONCLUSIVE", "JOB_OPS", "KINDS", "REFUTED", "GroupLike",
+           "Stat", "check_claim", "describe", "fmt_num", "fmt_stat", "infinite_word",
+           "lower_is_better", "matches", "metric_value"]  # fmt: skip
 
 
 @dataclass
@@ -114,70 +85,6 @@ class ClaimResult:
         }
 
 
-@dataclass
-class Part:
-    """One pair (compare) or group (threshold, all_jobs) of a claim."""
-
-    text: str
-    numbers: dict[str, Any]
-    test: Test | None = None  # None: decided without statistics (all_jobs, too few seeds)
-    verdict: str = INCONCLUSIVE
-    why: str = ""  # why inconclusive without a test
-
-
-def check_claim(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The claim with defaults filled in; ValueError with a one-line message if malformed."""
-    claim = {"factor": 1.0, "margin": 0.0, "require": "all", **dict(spec)}
-    kind = claim.get("kind")
-    if kind not in KINDS:
-        raise ValueError(f"claim kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    need = {"compare": ("metric", "a", "b", "op"), "threshold": ("metric", "where", "op", "value")}
-    for key in need.get(kind, ("metric", "where", "op", "value")):
-        if key not in claim:
-            raise ValueError(f"{kind} claim {claim.get('text', '')!r} needs '{key}'")
-    for key in ("a", "b", "where"):
-        if key in claim and not isinstance(claim[key], Mapping):
-            raise ValueError(f"claim '{key}' must be a mapping of override key -> value")
-    claim["tolerant"] = kind == "compare" and claim["op"] in TOLERANT_OPS
-    claim["op"] = _check_op(kind, str(claim["op"]))
-    if claim["require"] not in ("all", "any"):
-        raise ValueError(f"claim require must be all or any, got {claim['require']!r}")
-    if not float(claim["factor"]) > 0:
-        raise ValueError(f"claim factor must be > 0, got {claim['factor']!r}")
-    if claim["tolerant"] and not float(claim["margin"]) >= 0:
-        raise ValueError(f"{spec['op']} claim margin is a tolerance: >= 0, got {claim['margin']!r}")
-    float(claim.get("value", 0)), float(claim["margin"])  # numbers, or ValueError
-    claim["scale"] = claim.get("scale", "log" if float(claim["factor"]) != 1 else "linear")
-    if claim["scale"] not in ("linear", "log") or (
-        float(claim["factor"]) != 1 and claim["scale"] != "log"
-    ):
-        raise ValueError(
-            f"claim scale must be linear or log (log with a factor), got {claim['scale']!r}"
-        )
-    if claim["scale"] == "log" and float(claim["margin"]) != 0:
-        raise ValueError("a log-scale (ratio) claim takes a factor, not a margin: margin must be 0")
-    claim.setdefault("text", f"{kind} {claim['metric']}")
-    return claim
-
-
-def _check_op(kind: str, op: str) -> str:
-    """all_jobs: one of < <= > >= (below/above accepted); else 'lower' or 'higher'
-    (compare also takes at_least/at_most, which check_claim marks as tolerant)."""
-    if kind == "all_jobs":
-        op = {"below": "<", "lower": "<", "above": ">", "higher": ">"}.get(op, op)
-        if op not in JOB_OPS:
-            raise ValueError(f"all_jobs claim op must be one of {', '.join(JOB_OPS)}, got {op!r}")
-        return op
-    if kind == "compare" and op in TOLERANT_OPS:
-        return TOLERANT_OPS[op]
-    if op not in LOWER_OPS | HIGHER_OPS:
-        also = ", at_least, at_most" if kind == "compare" else ""
-        raise ValueError(
-            f"{kind} claim op must be lower/below/< or higher/above/>{also}, got {op!r}"
-        )
-    return "lower" if op in LOWER_OPS else "higher"
-
-
 def evaluate_claims(
     specs: Sequence[Mapping[str, Any]], groups: Sequence[GroupLike]
 ) -> list[ClaimResult]:
@@ -190,177 +97,10 @@ def evaluate_claim(spec: Mapping[str, Any], groups: Sequence[GroupLike]) -> Clai
         claim = check_claim(spec)
     except (ValueError, TypeError) as err:
         return ClaimResult(str(spec.get("text", spec)), INCONCLUSIVE, f"invalid claim: {err}")
-    judge = {"compare": _eval_compare, "threshold": _eval_threshold, "all_jobs": _eval_all_jobs}
-    parts = judge[claim["kind"]](claim, groups)
+    parts = JUDGES[claim["kind"]](claim, groups)
     if isinstance(parts, str):  # no groups to judge
         return ClaimResult(claim["text"], INCONCLUSIVE, parts)
     return _combine(claim, parts)
-
-
-def matches(group: GroupLike, where: Mapping[str, Any]) -> bool:
-    """Whether a group's overrides (or, for other keys, its choices) satisfy a selector."""
-    for key, want in where.items():
-        have = group.params.get(key, group.choices.get(key, _MISSING))
-        wants = want if isinstance(want, (list, tuple)) else [want]
-        if have is _MISSING or not any(_same(have, w) for w in wants):
-            return False
-    return True
-
-
-def _same(have: Any, want: Any) -> bool:
-    a, b = _canon(have), _canon(want)
-    try:
-        return math.isclose(float(a), float(b), rel_tol=1e-9)
-    except ValueError:
-        return a == b
-
-
-def _canon(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "null" if value is None else str(value)
-
-
-def _short(group: GroupLike, keys: Iterable[str]) -> str:
-    """The part of a group's label that the selector names (`activation=relu`)."""
-    parts = [f"{k}={group.params.get(k, group.choices.get(k))}" for k in keys]
-    return ",".join(parts) or group.label
-
-
-def _select(groups: Sequence[GroupLike], where: Mapping[str, Any]) -> list[GroupLike]:
-    return [g for g in groups if matches(g, where)]
-
-
-def _known(group: GroupLike, metric: str) -> list[float]:
-    return [v for v in group.values(metric) if v is not None and not math.isnan(v)]
-
-
-def _stat(group: GroupLike, metric: str) -> Stat:
-    return describe(group.values(metric), metric_range(metric))
-
-
-def _diverged(group: GroupLike) -> str:
-    count = getattr(group, "count", None)
-    k = count("diverged") if callable(count) else 0
-    return f" ({k} diverged, scored as the worst case)" if k else ""
-
-
-def _eval_compare(claim: dict, groups: Sequence[GroupLike]) -> list[Part] | str:
-    keys = set(claim["a"]) | set(claim["b"])
-    side_a, side_b = _select(groups, claim["a"]), _select(groups, claim["b"])
-    if not side_a or not side_b:
-        empty = "a" if not side_a else "b"
-        return f"no group matches {empty}={dict(claim[empty])}"
-
-    def others(g: GroupLike) -> dict[str, str]:
-        return {k: v for k, v in g.params.items() if k not in keys}
-
-    pairs = [(a, b) for a in side_a for b in side_b if a is not b and others(a) == others(b)]
-    if not pairs:
-        return f"no pair of groups a={dict(claim['a'])}, b={dict(claim['b'])} shares the other overrides"
-    return [_judge_pair(claim, a, b, others(a)) for a, b in pairs]
-
-
-def _boundary(claim: dict) -> tuple[float, bool, str]:
-    """(boundary of the difference, whether the claim is 'above' it, the claim in words)."""
-    above, f, m = claim["op"] == "higher", float(claim["factor"]), float(claim["margin"])
-    m = -m if claim["tolerant"] else m  # at_least / at_most: the margin is given to a
-    if claim["scale"] == "log":
-        bound = math.log(f) if above else -math.log(f)
-        return bound, above, f"a/b {'>' if above else '<'} {fmt_num(math.exp(bound))}"
-    bound = (m if above else -m) + 0.0  # no "-0"
-    return bound, above, f"a - b {'>' if above else '<'} {fmt_num(bound)}"
-
-
-def _logs(values: list[float]) -> list[float] | None:
-    """Natural logs (0 -> -inf); None when a value is negative."""
-    if any(v < 0 for v in values):
-        return None
-    return [math.log(v) if v > 0 else -math.inf for v in values]
-
-
-def _judge_pair(claim: dict, a: GroupLike, b: GroupLike, shared: dict) -> Part:
-    metric = claim["metric"]
-    sa, sb = _stat(a, metric), _stat(b, metric)
-    keys = list(claim["a"]) + [k for k in claim["b"] if k not in claim["a"]]
-    word = infinite_word(metric)
-    text = f"{_prefix(shared)}{_short(a, keys)} {fmt_stat(sa, word=word)}{_diverged(a)} vs "
-    text += f"{_short(b, keys)} {fmt_stat(sb, word=word)}{_diverged(b)}"
-    numbers = {
-        "a": {"group": a.label, **stat_numbers(sa)},
-        "b": {"group": b.label, **stat_numbers(sb)},
-    }
-    xa, xb = _known(a, metric), _known(b, metric)
-    if min(len(xa), len(xb)) < 2:
-        return Part(text, numbers, why=f"too few seeds (n={len(xa)} vs {len(xb)})")
-    bound, above, claimed = _boundary(claim)
-    if claim["scale"] == "log":
-        xa, xb = _logs(xa), _logs(xb)
-        if xa is None or xb is None:
-            return Part(text, numbers, why="a ratio (log scale) needs values >= 0")
-    test = difference(xa, xb, bound, above)
-    return Part(f"{text}: {_describe_test(test, claim['scale'] == 'log')} (claimed {claimed})",
-                numbers, test)  # fmt: skip
-
-
-def _describe_test(test: Test, log: bool) -> str:
-    if test.method == "ranks":
-        return f"by ranks (Mann-Whitney), P(a on the claimed side of b) = {test.estimate:.2f}"
-    num = math.exp if log else float
-    name = "ratio a/b" if log else "difference a - b"
-    return f"{name} {fmt_num(num(test.estimate))} [95% {fmt_num(num(test.lo))}, {fmt_num(num(test.hi))}]"
-
-
-def _prefix(shared: Mapping[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(shared.items())) + ": " if shared else ""
-
-
-def _eval_threshold(claim: dict, groups: Sequence[GroupLike]) -> list[Part] | str:
-    chosen = _select(groups, claim["where"])
-    if not chosen:
-        return f"no group matches where={dict(claim['where'])}"
-    value, above, metric = float(claim["value"]), claim["op"] == "higher", claim["metric"]
-    parts = []
-    for g in chosen:
-        st, known = _stat(g, metric), _known(g, metric)
-        text = f"{g.label} {fmt_stat(st, word=infinite_word(metric))}{_diverged(g)}, claimed "
-        text += f"{'above' if above else 'below'} {fmt_num(value)}"
-        numbers = {"group": g.label, **stat_numbers(st)}
-        if len(known) < 2:
-            parts.append(Part(text, numbers, why=f"too few seeds (n={len(known)})"))
-            continue
-        test = one_sample(known, value, above)
-        how = {"signs": f": by signs, {test.estimate:.0%} of seeds on the claimed side",
-               "point": f": every seed gave {fmt_num(test.estimate)}"}  # fmt: skip
-        parts.append(Part(text + how.get(test.method, ""), numbers, test))
-    return parts
-
-
-def _eval_all_jobs(claim: dict, groups: Sequence[GroupLike]) -> list[Part] | str:
-    chosen = _select(groups, claim["where"])
-    if not chosen:
-        return f"no group matches where={dict(claim['where'])}"
-    value, op = float(claim["value"]), claim["op"]
-    out = []
-    for g in chosen:
-        vals = g.values(claim["metric"])
-        known = [v for v in vals if v is not None and not math.isnan(v)]
-        bad = [v for v in known if not JOB_OPS[op](v, value)]
-        worst = (max if op in ("<", "<=") else min)(known) if known else math.nan
-        part = Part(f"{g.label}: {len(known) - len(bad)}/{len(vals)} jobs {op} {fmt_num(value)}"
-                    f" (worst {fmt_num(worst)}){_diverged(g)}", {})  # fmt: skip
-        part.numbers = {"group": g.label, "jobs": len(vals), "ok": len(known) - len(bad),
-                        "worst": json_num(worst)}  # fmt: skip
-        if len(known) < 2:
-            part.why = f"too few seeds (n={len(known)})"
-        elif bad:
-            part.verdict = REFUTED
-        elif len(known) < len(vals):
-            part.why = f"{len(vals) - len(known)} job(s) without a value"
-        else:
-            part.verdict = CONFIRMED
-        out.append(part)
-    return out
 
 
 def _combine(claim: dict, parts: list[Part]) -> ClaimResult:
