@@ -11,9 +11,17 @@ gradient, and its optimiser update (elementwise in every torch optimiser here), 
 A member whose loss turns non-finite is recorded as diverged, at the step its own run would
 report, and masked out of the objective; the others go on.
 
-Not fused (FusionUnsupported, the caller trains the jobs separately): models other than the
-MLP, layers with per-member parameters other than linear and batch norm, and
-`stats.enabled=true` (per-layer statistics per member are not collected here yet).
+Per-layer statistics (stats.enabled, the default) are collected per member on its slice of
+the fused activations, weights and gradients (stats.Monitor with one writer per member):
+the same snapshots, TensorBoard tags, summary metrics and diagnostics as its own run. Each
+member's dropout masks come from its own generator, holding the global RNG state its own run
+has after building the model, so on the CPU a member draws exactly its run's masks.
+
+The MLP's linear layers run as one batched matmul, the CNN's convolutions as one grouped
+convolution (K groups) with batch norm, pooling and activations per member
+(trainlab.fused_models). Not fused (FusionUnsupported, the caller trains the jobs
+separately): other models, layers with per-member state other than linear, conv,
+batch/layer/group/instance norm and PReLU, averaged weights (EMA/SWA) and transfer.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,10 +39,22 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from trainlab import bn_modes, build, ensembles, initializers, runs, target, tb
-from trainlab.fused_models import FusedMLP, FusionUnsupported, fuse
+from trainlab import (
+    bn_modes,
+    build,
+    diagnostics,
+    ensembles,
+    initializers,
+    runs,
+    stats,
+    target,
+    tb,
+    transfer,
+)
+from trainlab.fused_models import FusedModel, FusionUnsupported, fuse
 from trainlab.io import atomic_torch_save, write_json
-from trainlab.train import LOG_EVERY, log_curve, prepare
+from trainlab.loop import LOG_EVERY, log_curve
+from trainlab.start import prepare
 from trainlab.validate import validate
 
 log = logging.getLogger("trainlab")
@@ -48,6 +69,8 @@ class Member:
     summary: dict[str, Any]
     writer: Any = None
     model: Any = None  # its own unfused model: initial weights, then the trained ones
+    stats: stats.MemberStats | None = None  # its per-layer statistics (stats.enabled)
+    set_up_diagnostics: list[str] = field(default_factory=list)
     alive: bool = True
     best_val_acc: float = -math.inf
     last_sync: tuple[int, float] = (0, 0.0)  # (step, seconds) of the previous host sync
@@ -65,10 +88,6 @@ def why_not_fusable(cfgs: list[DictConfig]) -> str | None:
         return "the jobs differ in more than the seed"
     if len({c.seed for c in cfgs}) < len(cfgs):
         return "two jobs share a seed"
-    if cfgs[0].stats.enabled:
-        return "stats.enabled=true (per-member statistics are not collected in fused training)"
-    if cfgs[0].model.name != "mlp":
-        return f"model={cfgs[0].model.name} has no fused form (mlp has)"
     t = cfgs[0].trainer
     if t.get("ema_decay") is not None or t.get("swa_start") is not None:
         return "trainer.ema_decay/swa_start (averaged weights are not kept in fused training)"
@@ -94,9 +113,11 @@ def train_fused(cfgs: list[DictConfig], run_dirs: list[str | Path]) -> list[dict
     try:
         if cfgs[0].threads:
             torch.set_num_threads(cfgs[0].threads)
+        generators = []
         for m in members:  # each member drawn exactly as its own run draws it
             device, data, preprocess, m.model = prepare(m.cfg)
-        model = fuse([m.model for m in members])
+            generators.append(_global_rng(device))  # what its run's dropout draws from next
+        model = fuse([m.model for m in members], generators)
     except BaseException:
         torch.set_num_threads(threads)
         raise
@@ -119,7 +140,7 @@ def train_fused(cfgs: list[DictConfig], run_dirs: list[str | Path]) -> list[dict
     return [m.summary for m in members]
 
 
-def _train(members: list[Member], model: FusedMLP, device, data, preprocess) -> None:
+def _train(members: list[Member], model: FusedModel, device, data, preprocess) -> None:
     cfg = members[0].cfg
     k, n_train, bs = len(members), len(data.train_x), cfg.trainer.batch_size
     total_steps = cfg.trainer.epochs * math.ceil(n_train / bs)
@@ -136,12 +157,24 @@ def _train(members: list[Member], model: FusedMLP, device, data, preprocess) -> 
     initial = evaluate(model, preprocess, data.train_x[:n0], data.train_y[:n0], eval_bs)
     for i, m in enumerate(members):
         m.writer = tb.open_writer(m.run_dir, m.cfg)
+        m.summary["transfer"] = transfer.describe(m.cfg, m.model)
         m.summary.update(
             threads=torch.get_num_threads(), params=sum(p.numel() for p in m.model.parameters()),
-            target_train_error=cfg.trainer.target_train_error, steps_to_target=None,
-            seconds_to_target=None, metrics={}, initial_loss=initial[i][0],
+            num_classes=data.num_classes, target_train_error=cfg.trainer.target_train_error,
+            steps_to_target=None, seconds_to_target=None, metrics={}, initial_loss=initial[i][0],
             fused={"members": k, "seeds": [x.cfg.seed for x in members]},
         )  # fmt: skip
+        m.set_up_diagnostics = diagnostics.init_meets_activation(m.cfg) + diagnostics.initial_loss(
+            initial[i][0], data.num_classes
+        )
+        m.summary["diagnostics"] = list(m.set_up_diagnostics)
+        for line in m.set_up_diagnostics:
+            log.warning("seed %d: %s", m.cfg.seed, line)
+    monitor = None
+    if cfg.stats.enabled:
+        monitor = stats.Monitor(model, cfg, writers=[m.writer for m in members])
+        for m, member_stats in zip(members, monitor.members, strict=True):
+            m.stats = member_stats
     log.info("fused: %d seeds as one model on %s | %d train examples", k, device, n_train)
     alive = torch.ones(k, dtype=torch.bool, device=device)
     window = torch.zeros(k, 3, device=device)  # (loss sum, correct, examples) per member
@@ -166,7 +199,8 @@ def _train(members: list[Member], model: FusedMLP, device, data, preprocess) -> 
                 x = torch.stack([augment(x[j], g) for j, g in enumerate(generators)])
             x = preprocess(x.flatten(0, 1)).view(x.shape)
             y = data.train_y[idx]  # (K, B)
-            logits = model(x)  # (K, B, C)
+            with monitor.capture(step) if monitor else nullcontext():
+                logits = model(x)  # (K, B, C)
             losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
             losses = losses.view(k, -1).mean(1)  # (K,) each member's own mean loss
             objective = losses
@@ -176,7 +210,11 @@ def _train(members: list[Member], model: FusedMLP, device, data, preprocess) -> 
             objective = torch.where(alive, objective, 0.0).sum()  # diverged members: no gradient
             optimizer.zero_grad(set_to_none=True)
             objective.backward()
+            if monitor:
+                monitor.after_backward(step)
             optimizer.step()
+            if monitor:
+                monitor.after_step(step)
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
             step += 1
@@ -206,7 +244,7 @@ def _train(members: list[Member], model: FusedMLP, device, data, preprocess) -> 
 
 @torch.no_grad()
 def evaluate(
-    model: FusedMLP, preprocess, x: Tensor, y: Tensor, batch_size: int
+    model: FusedModel, preprocess, x: Tensor, y: Tensor, batch_size: int
 ) -> list[list[float]]:
     """[(mean loss, accuracy)] per member in eval mode, one host sync; NaN for an empty split."""
     if len(x) == 0:
@@ -223,8 +261,26 @@ def evaluate(
     return (sums / len(x)).tolist()
 
 
+def _global_rng(device: torch.device) -> torch.Generator:
+    """A generator in the state of the default one (which a separate run's dropout uses)."""
+    gen = torch.Generator(device=device)
+    state = torch.get_rng_state() if device.type == "cpu" else torch.cuda.get_rng_state(device)
+    return gen.set_state(state)
+
+
+def _keep_statistics(m: Member) -> None:
+    """Summary metrics and diagnostics from the member's captures, as its run keeps them."""
+    m.summary["diagnostics"] = list(m.set_up_diagnostics)
+    if m.stats is not None:
+        m.summary["metrics"].update(m.stats.summary_metrics())
+        m.summary["diagnostics"] += m.stats.diagnostics()
+
+
 def _diverge(m: Member, step: int, loss: float) -> None:
     m.alive = False
+    if m.stats is not None:
+        m.stats.active = False
+    _keep_statistics(m)
     m.summary.update(status="diverged", error=f"non-finite loss ({loss}) at step {step}",
                      diverged_at_step=step)  # fmt: skip
     log.warning("seed %d diverged: non-finite loss at step %d (masked out)", m.cfg.seed, step)
@@ -267,7 +323,7 @@ def _end_epoch(m: Member, epoch: int, step: int, sums: list[float], val: list[fl
     m.writer.add_scalar("examples/s", e_n / max(epoch_s, 1e-9), step)
 
 
-def _finish(members: list[Member], model: FusedMLP, preprocess, data, step: int, epoch: int,
+def _finish(members: list[Member], model: FusedModel, preprocess, data, step: int, epoch: int,
             wall: float, train_time: float) -> None:  # fmt: skip
     """Train and test metrics, each member's own model and checkpoint, the final files."""
     eval_bs = members[0].cfg.trainer.eval_batch_size
@@ -301,6 +357,9 @@ def _finish(members: list[Member], model: FusedMLP, preprocess, data, step: int,
                 m.summary["val_acc"],
             )
         )  # fmt: skip  (the metrics its own run's summary holds)
+        _keep_statistics(m)
+        for line in m.summary["diagnostics"]:
+            log.warning("seed %d: %s", m.cfg.seed, line)
         if m.cfg.trainer.checkpoint:
             atomic_torch_save(m.run_dir / "checkpoint.pt", {
                 "finished": True, "config_hash": m.summary["config_hash"],
