@@ -30,9 +30,11 @@ class ClaimOutputDirs(Callback):
         claim_output_dir(config, "run")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra_plugins.trainlab_pool_launcher.survivors import use_survivors
         from trainlab.sweep_record import start_sweep
 
         start_sweep(config)
+        use_survivors(config)  # a dead joblib or submitit job never ends the sweep before compare
 
 
 class CompareOnMultirunEnd(Callback):

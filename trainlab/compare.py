@@ -6,6 +6,7 @@ jobs by their overrides without the seed (trainlab/sweep.py), judges the experim
   comparison.md   ranked table (mean ± std [95% t-interval] over seeds), claims, problem jobs
   comparison.csv  one row per group
   claims.json     the experiment's claims with verdicts and the numbers behind them
+  report.html     one self-contained page of all of it, for a person (trainlab/report/html.py)
   plots/          mean ± std learning curves; the ranking metric against each swept numeric key
   _compare/<group>/{mean,mean+std,mean-std}   TensorBoard runs beside the jobs' own runs
 
@@ -31,6 +32,7 @@ from trainlab import ensembles
 from trainlab.claims import ClaimResult, check_claim, evaluate_claims
 from trainlab.errors import ConfigError
 from trainlab.io import atomic_write_text
+from trainlab.report.html import write_report
 from trainlab.report.plots import write_plots
 from trainlab.report.search_tables import format_search_csv, format_search_markdown
 from trainlab.report.tables import format_csv, format_markdown
@@ -129,12 +131,14 @@ def compare_main(args: Sequence[str]) -> int:
 
 
 def write_outputs(result: Comparison) -> None:
-    """Plots and TensorBoard runs first: comparison.md lists the PNGs that exist."""
+    """Plots and TensorBoard runs first: comparison.md and report.html show the PNGs that exist."""
     out = make_dir(result.out)
-    result.files += write_plots(result, out / "plots")
+    plots = write_plots(result, out / "plots")
+    result.files += plots
     result.files += write_tensorboard(result, out / "_compare")
     texts = (format_markdown(result), format_csv(result), claims_json(result.claims))
     result.files += write_texts(out, dict(zip(OUTPUT_FILES, texts, strict=True)))
+    result.files.append(write_report(result, plots))
 
 
 def make_dir(out: Path) -> Path:

@@ -41,7 +41,7 @@ def format_terminal(result: Comparison) -> str:
         parts += ["", "Failed, diverged and missing jobs:", *problem_lines(result)]
     parts += [
         "",
-        f"Wrote {result.out / 'comparison.md'} (and .csv, claims.json, plots/, _compare/)",
+        f"Wrote {result.out / 'comparison.md'} (and .csv, claims.json, report.html, plots/, _compare/)",
     ]
     return "\n".join(parts)
 
