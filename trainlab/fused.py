@@ -219,7 +219,7 @@ def _step(g: Group, idx: torch.Tensor, augment, alive: torch.Tensor) -> None:
         monitor.after_backward(g.step)
     g.optimizer.step()
     if monitor:
-        monitor.after_step(g.step)
+        monitor.after_step(g.step, g.optimizer)
     g.lr = g.optimizer.param_groups[0]["lr"]
     g.scheduler.step()
     g.step += 1

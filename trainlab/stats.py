@@ -192,7 +192,10 @@ class Monitor:
             return
         self.flush(step, self.update_norms())
         if optimizer is not None:
-            self.last.lr_factor = diagnostics.lr_factor(optimizer)
+            factor = diagnostics.lr_factor(optimizer)
+            for member in self.members:
+                if member.active and member.last is not None:
+                    member.last.lr_factor = factor  # the snapshot flush just made
 
     def update_norms(self) -> Tensor:
         """(members, weights) ||w_after - w_before|| on the device; releases the snapshot."""
