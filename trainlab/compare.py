@@ -98,14 +98,26 @@ def read_claims(path: str | Path) -> list[dict[str, Any]]:
 
 
 def run_compare(sweep_dir: str, claims_file: str | None = None, out_dir: str | None = None) -> int:
-    """CLI entry: compare, print the table and claims; exit code 2 for a directory that is not
-    one sweep, a bad claims file, or outputs that cannot be written."""
+    """`trainlab compare SWEEP` and the end of every training sweep (callbacks.py), with the
+    same exit codes: 0 every job completed or diverged (a diverged run is a result); 1 the
+    comparison is written but some job failed, was killed or interrupted, or never started;
+    2 nothing compared, one line why: not one sweep's directory, a bad claims file, outputs
+    that cannot be written (a full disk: what was there before stays whole)."""
     try:
         result = compare(sweep_dir, claims_file, out_dir)
     except ConfigError as err:
         print(str(err), file=sys.stderr)
         return 2
+    except OSError as err:  # matplotlib, TensorBoard: anything compare writes
+        where = err.filename or out_dir or sweep_dir
+        print(f"trainlab compare: cannot write {where}: {err.strerror or err}", file=sys.stderr)
+        return 2
     print(format_terminal(result))
+    failed = sum(job.status in ("failed", "missing") for job in result.jobs)
+    if failed:
+        print(f"trainlab: {failed} of {len(result.jobs)} jobs failed "
+              f"(see {result.out / 'comparison.md'})", file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 
