@@ -3,7 +3,7 @@
 Interface used by train.py:
     monitor = Monitor(model, cfg, writer)
     with monitor.capture(step): logits = model(x)   # hooks exist only on capture steps
-    monitor.after_backward(step); optimizer.step(); monitor.after_step(step)
+    monitor.after_backward(step); optimizer.step(); monitor.after_step(step, optimizer)
     monitor.summary_metrics() -> dict; monitor.diagnostics() -> list[str]
 
 A capture happens at step 0 (before any update) and every `stats.every` steps; histograms
@@ -99,18 +99,12 @@ class Monitor:
             tb.add_multiline_layout(writer, self.charts())
 
     def charts(self) -> dict[str, dict[str, list[str]]]:
-        """Every scalar tag this monitor writes, one chart per statistic (custom scalars)."""
-        acts = {
-            f"act_{s}": [f"act_{s}/{INPUT}"] * (s in INPUT_STATS)
-            + [f"act_{s}/{name}" for name in self.layer_names]
-            for s in STATS
-        }
-        charts = {"activations": acts}
+        """One custom-scalars chart per statistic, drawing every tag of it (a regex): the same
+        charts for every model, so runs of an MLP and a CNN in one logdir share them."""
+        charts = {"activations": {f"act_{s}": [f"^act_{s}/"] for s in STATS}}
         if self.pre_activation:
-            charts["pre-activations"] = {
-                f"pre_{s}": [f"pre_{s}/{name}" for name in self.layer_names] for s in PRE_STATS
-            }
-        charts["weights"] = {s: [f"{s}/{name}" for name in self.weight_names] for s in WEIGHT_STATS}
+            charts["pre-activations"] = {f"pre_{s}": [f"^pre_{s}/"] for s in PRE_STATS}
+        charts["weights"] = {s: [f"^{s}/"] for s in WEIGHT_STATS}
         return charts
 
     def capturing(self, step: int) -> bool:
@@ -153,11 +147,14 @@ class Monitor:
         )  # fmt: skip (weights, 3)
         self._before = [w.clone() for w in weights]
 
-    def after_step(self, step: int) -> None:
-        """||w_after - w_before|| of the step just taken, then log the whole capture."""
+    def after_step(self, step: int, optimizer: Any = None) -> None:
+        """||w_after - w_before|| of the step just taken, then log the whole capture; the
+        optimizer tells the lr that step used (diagnostics judge the ratio against it)."""
         if self._capture is None or not self.capturing(step) or not self._before:
             return
         self.flush(step, self.update_norms())
+        if optimizer is not None:
+            self.last.lr_factor = diagnostics.lr_factor(optimizer)
 
     def update_norms(self) -> Tensor:
         """(weights,) ||w_after - w_before|| on the device; releases the snapshot."""

@@ -47,6 +47,7 @@ WORDS = {
     "model.width": "width (units per layer)",
     "data.subset": "training examples",
 }
+LEGEND_CHARS = 78  # what fits beside the axes of a 13-inch figure in the small font
 DIVERGED_MARK = {"marker": "x", "markersize": 9, "markeredgewidth": 2, "linestyle": "none"}
 
 
@@ -82,7 +83,10 @@ class Painter:
         self.Figure, self.colormaps = Figure, colormaps
 
     def figure(self):
-        fig = self.Figure(figsize=(8, 5), layout="constrained")
+        """Fixed margins, not constrained layout: that layout engine measured 40% of the plots'
+        time (scripts/bench_report.py); labels and legends are sized to fit instead."""
+        fig = self.Figure(figsize=(8, 5))
+        fig.subplots_adjust(left=0.1, right=0.97, bottom=0.11, top=0.92)
         return fig, fig.add_subplot()
 
     def colors(self, n: int) -> list:
@@ -196,10 +200,16 @@ def _diverged_ends(g: Group, key: str) -> list[tuple[int, float]]:
 
 
 def _legend(fig, ax, entries: int) -> None:
-    """In the axes for a few lines; beside them, on a wider figure, for many."""
+    """In the axes for a few lines; beside them, on a wider figure, for many (a label longer
+    than LEGEND_CHARS is cut with '…': the tables hold the full names)."""
+    for handle in ax.get_lines() + ax.containers + ax.collections:
+        label = handle.get_label()
+        if len(label) > LEGEND_CHARS and not label.startswith("_"):
+            handle.set_label(label[: LEGEND_CHARS - 1] + "…")
     if entries > 6:
         fig.set_size_inches(13, 6)
-        fig.legend(fontsize="small", loc="outside right upper")
+        fig.subplots_adjust(left=0.065, right=0.6, bottom=0.1, top=0.93)
+        fig.legend(fontsize="small", loc="upper left", bbox_to_anchor=(0.61, 0.93))
     else:
         ax.legend(fontsize="small")
 
