@@ -8,11 +8,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from test_sweeps import job_dirs, summary, trainlab
+from test_sweeps import job_dirs, running_job, summary, trainlab
 
 pytestmark = pytest.mark.slow
 
@@ -32,18 +31,9 @@ def start(tmp_path: Path, *launcher: str) -> tuple[list[str], subprocess.Popen]:
 
 def kill_a_running_job(sweep_dir: Path) -> Path:
     """SIGKILL the process of the first job found running with a checkpoint; its directory."""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        for job in job_dirs(sweep_dir).values():
-            try:
-                s = summary(job)
-            except (OSError, ValueError):
-                continue
-            if s.get("status") == "running" and (job / "checkpoint.pt").exists():
-                os.kill(s["pid"], signal.SIGKILL)
-                return job
-        time.sleep(0.05)
-    raise AssertionError(f"no job of {sweep_dir} ran")
+    job, running = running_job(sweep_dir)
+    os.kill(running["pid"], signal.SIGKILL)
+    return job
 
 
 def accounted(sweep_dir: Path) -> list[str]:

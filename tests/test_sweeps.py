@@ -83,6 +83,21 @@ def summary(job: Path) -> dict[str, Any]:
     return json.loads((job / "summary.json").read_text())
 
 
+def running_job(sweep_dir: Path, seconds: float = 300) -> tuple[Path, dict[str, Any]]:
+    """The first job of the sweep found running with a checkpoint: (directory, summary)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for job in job_dirs(sweep_dir).values():
+            try:
+                s = summary(job)
+            except (OSError, ValueError):
+                continue
+            if s.get("status") == "running" and (job / "checkpoint.pt").exists():
+                return job, s
+        time.sleep(0.05)
+    raise AssertionError(f"no job of {sweep_dir} ran within {seconds} s")
+
+
 def event_pids(job: Path) -> set[int]:
     """The pid in each event file name (events.out.tfevents.TIME.HOST.PID.N): who trained it."""
     return {int(p.name.split(".")[-2]) for p in job.glob("events.out.tfevents.*")}
