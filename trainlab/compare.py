@@ -13,7 +13,7 @@ jobs by their overrides without the seed (trainlab/sweep.py), judges the experim
 `trainlab compare SWEEP_A SWEEP_B ... [--out DIR]` compares sweeps as hyperparameter searches
 (trainlab/searches.py): per search and seed, the best completed job by the ranking metric; a
 table of those per-seed bests, and the experiments' `cross_sweep_claims`. It only reads the
-sweeps, and writes comparison.md, comparison.csv and claims.json into DIR (default
+sweeps, and writes comparison.md, comparison.csv, claims.json and report.html into DIR (default
 SWEEP_A/<search>_vs_<search>/, so SWEEP_A's own comparison.md stays).
 """
 
@@ -32,7 +32,7 @@ from trainlab import ensembles
 from trainlab.claims import ClaimResult, check_claim, evaluate_claims
 from trainlab.errors import ConfigError
 from trainlab.io import atomic_write_text
-from trainlab.report.html import write_report
+from trainlab.report.html import write_report, write_search_report
 from trainlab.report.plots import write_plots
 from trainlab.report.search_tables import format_search_csv, format_search_markdown
 from trainlab.report.tables import format_csv, format_markdown
@@ -200,3 +200,4 @@ def write_search_outputs(result: SearchComparison) -> None:
     out = make_dir(result.out_dir)
     texts = (format_search_markdown(result), format_search_csv(result), claims_json(result.claims))
     result.files += write_texts(out, dict(zip(OUTPUT_FILES, texts, strict=True)))
+    result.files.append(write_search_report(result))
