@@ -8,6 +8,7 @@ import subprocess
 import sys
 import sysconfig
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -98,12 +99,12 @@ def test_unknown_command(tmp_path):
     assert "'train', 'probe', 'compare'" in proc.stderr
 
 
-@pytest.mark.parametrize("command", ["train", "probe", "compare", "gradcheck"])
+@pytest.mark.parametrize("command", ["train", "probe", "compare", "report", "gradcheck"])
 def test_every_command_has_its_own_help(tmp_path, command):
     proc = run([command, "--help"], tmp_path)
     assert proc.returncode == 0 and proc.stderr == ""
     assert proc.stdout.startswith(f"usage: trainlab {command} ")
-    if command != "compare":  # the commands that compose a config list its groups
+    if command not in ("compare", "report"):  # the commands that compose a config: its groups
         assert "activation: relu, elu," in proc.stdout  # the default first
         assert "+experiment=NAME" in proc.stdout and "batchnorm" in proc.stdout
         assert "schema" not in proc.stdout  # the typed schema is no option
@@ -207,6 +208,11 @@ def test_wheel_ships_conf_and_runs_from_another_directory(tmp_path):
     ).stdout.strip()  # fmt: skip
     (Path(site) / "_trainlab_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     (wheel,) = wheel_dir.glob("trainlab-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()  # report.html's templates are package data
+    assert {
+        "trainlab/report/templates/report.html.j2",
+        "trainlab/report/templates/index.html.j2",
+    } <= set(names)
     subprocess.run(
         [
             py,

@@ -127,23 +127,35 @@ def test_writes_markdown_csv_plots_and_tensorboard(sweep: Path) -> None:
     assert json.loads((sweep / "claims.json").read_text()) == []
 
 
-def test_tensorboard_mean_runs_read_back(sweep: Path) -> None:
+def test_tensorboard_one_run_per_group_drawn_as_margin_charts(sweep: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.custom_scalar import layout_pb2
 
     compare(sweep)
     compare(sweep)  # a rerun replaces the runs, never duplicates them
+    assert sorted(p.name for p in (sweep / "_compare").iterdir()) == [
+        "activation=relu", "activation=tanh"
+    ]  # fmt: skip
     run = sweep / "_compare" / "activation=relu"
+    assert len(list(run.glob("events.out.tfevents.*"))) == 1
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0, "tensors": 0}).Reload()
     vals = np.array(VALS["relu"])
-    expected = {"mean": vals.mean(), "mean+std": vals.mean() + vals.std(ddof=1)}
-    expected["mean-std"] = vals.mean() - vals.std(ddof=1)
-    for name, want in expected.items():
-        assert len(list((run / name).glob("events.out.tfevents.*"))) == 1
-        acc = EventAccumulator(str(run / name), size_guidance={"scalars": 0})
-        acc.Reload()
-        assert {"val/acc", "val/loss", "train/loss", "train/acc"} <= set(acc.Tags()["scalars"])
-        events = acc.Scalars("val/acc")
+    mean, std = vals.mean(), vals.std(ddof=1)
+    expected = {"mean": mean, "lower": max(0.0, mean - std), "upper": min(1.0, mean + std)}
+    for bound, want in expected.items():
+        events = acc.Scalars(f"val/acc/{bound}")
         assert [e.step for e in events] == [10, 20, 30]  # the jobs' step axis
         assert events[-1].value == pytest.approx(want, abs=1e-6)
+    assert {f"{t}/mean" for t in ("val/loss", "train/loss", "train/acc")} <= set(
+        acc.Tags()["scalars"]
+    )
+    (event,) = acc.Tensors("custom_scalars__config__")
+    layout = layout_pb2.Layout.FromString(event.tensor_proto.string_val[0])
+    charts = {c.title: c.margin.series for cat in layout.category for c in cat.chart}
+    (series,) = charts["val/acc (mean ± std)"]  # one series: each group's run draws its band
+    assert (series.value, series.lower, series.upper) == (
+        "val/acc/mean", "val/acc/lower", "val/acc/upper"
+    )  # fmt: skip
 
 
 def test_numeric_sweep_plot_with_log_axis(tmp_path: Path) -> None:
@@ -235,7 +247,7 @@ def test_failed_diverged_missing_and_corrupt_jobs_are_reported(tmp_path: Path, c
     lst = make_job(tmp_path, ["activation=relu", "seed=6"], None)
     (lst / "summary.json").write_text("[1, 2]")
     (lst / "history.json").write_text("not json")
-    assert run_compare(str(tmp_path)) == 0
+    assert run_compare(str(tmp_path)) == 1  # written; some jobs failed or are missing
     (g,) = compare(tmp_path).groups
     assert (g.n, g.count("diverged"), g.count("failed"), g.count("missing")) == (3, 1, 1, 3)
     assert g.stat("val_acc").mean == pytest.approx(
@@ -278,7 +290,7 @@ def test_unreadable_overrides_fall_back_on_the_summary(tmp_path: Path) -> None:
 def test_all_jobs_missing_summaries_do_not_crash(tmp_path: Path) -> None:
     make_job(tmp_path, ["activation=relu", "seed=0"], None)
     make_job(tmp_path, ["activation=tanh", "seed=0"], None)
-    assert run_compare(str(tmp_path)) == 0
+    assert run_compare(str(tmp_path)) == 1  # compared; every job missing
     assert (tmp_path / "comparison.md").is_file()
 
 
@@ -319,20 +331,28 @@ def test_claims_from_experiment_config(tmp_path: Path, capsys) -> None:
     assert "# Comparison: activations" in md and "**refuted**" in md
 
 
-def test_callback_runs_compare_and_never_raises(sweep: Path, tmp_path: Path, monkeypatch) -> None:
+def test_callback_exits_as_the_cli_does(sweep: Path, tmp_path: Path, monkeypatch) -> None:
+    """The end-of-sweep callback and `trainlab compare` share their exit codes (0, 1, 2)."""
     callback = CompareOnMultirunEnd()
-    callback.on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
-    assert (sweep / "comparison.md").is_file()
-    callback.on_multirun_end(
-        OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "nope")}}})
-    )
-    callback.on_multirun_end(OmegaConf.create({}))  # no hydra node at all
 
-    def broken(_: str) -> int:
+    def code(folder: Path) -> int:
+        try:
+            callback.on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(folder)}}}))
+        except SystemExit as exit_:
+            return int(exit_.code)
+        return 0
+
+    assert code(sweep) == run_compare(str(sweep)) and (sweep / "comparison.md").is_file()
+    assert code(tmp_path / "nope") == run_compare(str(tmp_path / "nope")) == 2
+    callback.on_multirun_end(OmegaConf.create({}))  # no hydra node at all: nothing to compare
+    make_job(sweep, ["activation=relu", "seed=9", "+experiment=activations"], {"status": "failed"})
+    assert code(sweep) == run_compare(str(sweep)) == 1
+
+    def broken(*_: object) -> int:
         raise RuntimeError("compare is broken")
 
     monkeypatch.setattr("trainlab.compare.compare", broken)
-    callback.on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    assert code(sweep) == 1  # logged with its traceback; the jobs' results are there
 
 
 def test_real_sweep_runs_compare_at_the_end(tmp_path: Path) -> None:
@@ -356,7 +376,7 @@ def test_real_sweep_runs_compare_at_the_end(tmp_path: Path) -> None:
         "curves_val_acc.png",
         "curves_train_loss.png",
     }
-    assert len(list((sweep / "_compare").glob("*/mean"))) == 2
+    assert len(list((sweep / "_compare").glob("*/events.out.tfevents.*"))) == 2
     proc = subprocess.run(
         [sys.executable, "-m", "trainlab", "compare", str(sweep)], capture_output=True, text=True
     )

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 TINY = ["data.subset=64", "trainer.epochs=1", "model.width=8", "model.depth=1", "threads=1"]
 AUTO_THREADS = [t for t in TINY if not t.startswith("threads=")]  # the launcher decides
@@ -31,7 +32,8 @@ GROUP = (
     "data.subset=64,model.depth=1,model.width=8,threads=1,trainer.epochs=1"  # the shared overrides
 )
 JOB_TAGS = {"train/loss", "train/acc", "val/acc", "val/loss", "lr", "test/acc"}
-MEAN_TAGS = {"train/loss", "train/acc", "val/acc", "val/loss"}
+MEAN_TAGS = {f"{t}/{b}" for t in ("train/loss", "train/acc", "val/acc", "val/loss")
+             for b in ("mean", "lower", "upper")}  # fmt: skip
 
 
 def trainlab(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -79,6 +81,21 @@ def job_dirs(sweep_dir: Path) -> dict[str, Path]:
 
 def summary(job: Path) -> dict[str, Any]:
     return json.loads((job / "summary.json").read_text())
+
+
+def running_job(sweep_dir: Path, seconds: float = 300) -> tuple[Path, dict[str, Any]]:
+    """The first job of the sweep found running with a checkpoint: (directory, summary)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for job in job_dirs(sweep_dir).values():
+            try:
+                s = summary(job)
+            except (OSError, ValueError):
+                continue
+            if s.get("status") == "running" and (job / "checkpoint.pt").exists():
+                return job, s
+        time.sleep(0.05)
+    raise AssertionError(f"no job of {sweep_dir} ran within {seconds} s")
 
 
 def event_pids(job: Path) -> set[int]:
@@ -222,7 +239,9 @@ def test_failed_and_diverged_jobs_are_reported_and_the_rest_is_intact(tmp_path: 
 # ---------------------------------------------------------------- parallel launchers
 
 
-def test_joblib_runs_jobs_in_worker_processes_with_threads_per_job(tmp_path: Path) -> None:
+def test_joblib_runs_jobs_in_worker_processes_with_the_basic_launchers_numbers(
+    tmp_path: Path,
+) -> None:
     sweep_dir, proc = sweep(
         tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
         "activation=relu,tanh", "seed=0", *AUTO_THREADS,
@@ -230,14 +249,25 @@ def test_joblib_runs_jobs_in_worker_processes_with_threads_per_job(tmp_path: Pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = job_dirs(sweep_dir)
     assert len(jobs) == 2 and (sweep_dir / "comparison.md").is_file()
-    cores = len(os.sched_getaffinity(0))
     for job in jobs.values():
         s = summary(job)
         assert s["status"] == "completed"
-        # cli._threads_per_job (cores / n_jobs), set inside the worker and in effect there
-        assert s["threads"] == max(1, cores // 2)
+        assert s["threads"] == 1  # tasks.threads_per_job: every launcher's default
         pids = event_pids(job)
         assert len(pids) == 1 and proc.pid not in pids  # trained in a loky worker, not the launcher
+    # the same sweep, one job after another in one process: bitwise the same weights
+    (tmp_path / "basic").mkdir()
+    basic_dir, basic = sweep(
+        tmp_path / "basic", "hydra/launcher=basic", "activation=relu,tanh", "seed=0", *AUTO_THREADS
+    )
+    assert basic.returncode == 0, basic.stderr[-3000:]
+    assert sorted(job_dirs(basic_dir)) == sorted(jobs)
+    for name, job in job_dirs(basic_dir).items():
+        assert summary(job)["threads"] == 1
+        ours = torch.load(jobs[name] / "checkpoint.pt", weights_only=True)["model"]
+        theirs = torch.load(job / "checkpoint.pt", weights_only=True)["model"]
+        assert ours.keys() == theirs.keys()
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours), name
 
 
 def test_submitit_local_runs_jobs_as_processes(tmp_path: Path) -> None:
@@ -340,7 +370,7 @@ def test_tensorboard_lists_every_run_and_its_scalars(basic, tensorboard: TensorB
     sweep_dir, _ = basic
     jobs = job_dirs(sweep_dir)
     groups = {"activation=relu", "activation=tanh"}  # compare's labels: the swept keys only
-    means = {f"_compare/{g}/{m}" for g in groups for m in ("mean", "mean+std", "mean-std")}
+    means = {f"_compare/{g}" for g in groups}  # one run per group
     runs = _until(lambda: tensorboard.get("/data/runs"), lambda r: set(jobs) | means <= set(r))
     assert set(runs) == set(jobs) | means and len(runs) == len(set(runs))  # no collisions
     for name in jobs:  # readable: the overrides, then the seed last
@@ -358,7 +388,7 @@ def test_tensorboard_lists_every_run_and_its_scalars(basic, tensorboard: TensorB
         assert tensorboard.get("/data/plugin/scalars/scalars", run=run, tag="train/loss")
     for g in groups:
         mean = tensorboard.get(
-            "/data/plugin/scalars/scalars", run=f"_compare/{g}/mean", tag="val/acc"
+            "/data/plugin/scalars/scalars", run=f"_compare/{g}", tag="val/acc/mean"
         )
         accs = [summary(jobs[f"{g},{GROUP}/seed={s}"])["val_acc"] for s in (0, 1)]
         assert mean[-1][2] == pytest.approx(sum(accs) / 2, abs=1e-6)
@@ -369,7 +399,8 @@ def test_tensorboard_hparams_same_keys_in_every_job_and_no_seed(basic, tensorboa
     jobs = job_dirs(sweep_dir)
     experiment = tensorboard.post("/data/plugin/hparams/experiment", {"experimentName": ""})
     names = [h["name"] for h in experiment["hparamInfos"]]
-    assert "activation" in names and "optimizer.lr" in names and "seed" not in names
+    assert {"activation", "optimizer", "model.width", "trainer.epochs"} <= set(names)
+    assert "seed" not in names and "optimizer.lr" not in names  # the sweep did not set it
     body = {
         "experimentName": "", "startIndex": 0, "sliceSize": 100,
         "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
@@ -383,6 +414,11 @@ def test_tensorboard_hparams_same_keys_in_every_job_and_no_seed(basic, tensorboa
     for run, hp in sessions.items():
         assert hp["activation"] == run.split(",")[0].split("=")[1]
         assert hp["model.width"] == 8
+    differs = {h["name"] for h in experiment["hparamInfos"] if h.get("differs")}
+    assert differs == {"activation"} and names[0] == "activation"  # shown first
+    # the seeds of one configuration are one session group
+    assert sorted(len(g["sessions"]) for g in groups) == [2, 2]
+    assert {g["hparams"]["activation"] for g in groups} == {"relu", "tanh"}
 
 
 def test_jobs_differing_only_in_a_run_setting_get_their_own_runs(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     for cmd in (train, probe):
         hydra_app.add_parser(sub, cmd)
     add_compare(sub)
+    add_report(sub)
     hydra_app.add_parser(sub, gradcheck)
     parser.set_defaults(commands=list(sub.choices), parser=parser)
     return parser
@@ -81,6 +82,41 @@ def _run_compare(ns: argparse.Namespace) -> int:
     from trainlab.compare import run_args  # matplotlib and scipy only when comparing
 
     return run_args(ns)
+
+
+def add_report(subparsers: Any) -> None:
+    """`trainlab report [DIR]`: index.html linking every sweep's report.html under DIR."""
+    parser = subparsers.add_parser(
+        "report",
+        help="index.html: a page linking every sweep's report under a folder",
+        description=(
+            "Write DIR/index.html: one row per sweep under DIR (a folder with multirun.yaml)\n"
+            "with its experiment, date, jobs by status and verdicts, linking its report.html\n"
+            "(written by `trainlab compare`). A sweep without one is compared now when that is\n"
+            "cheap and safe (at most 200 jobs, all finished, none written in the last 2\n"
+            "minutes); otherwise it is listed as not compared, with why.\n\n"
+            "  trainlab report\n"
+            "  trainlab report outputs/sweeps --no-compare"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "dir",
+        nargs="?",
+        default="outputs",
+        metavar="DIR",
+        help="a folder of sweeps (default: outputs)",
+    )
+    parser.add_argument(
+        "--no-compare", action="store_true", help="never compare a sweep: only list what exists"
+    )
+    parser.set_defaults(run=_run_report, parser=parser)
+
+
+def _run_report(ns: argparse.Namespace) -> int:
+    from trainlab.report.index import run_report
+
+    return run_report(ns.dir, rebuild=not ns.no_compare)
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:

@@ -20,6 +20,9 @@ VANISH = 0.01  # first weight layer's gradient norm below this fraction of the l
 TINY_GRAD = 1e-5  # at step 0, the largest ||grad|| / ||weight|| below this: vanished everywhere
 HEALTHY_UPDATE = 1e-3  # the lecture's update-to-weight ratio
 FAR = 20.0  # a median update ratio outside [1e-3 / FAR, 1e-3 * FAR] is far from healthy
+# the update ratio is judged from this step on: an optimiser's state (momentum, Adam's moment
+# estimates) takes about 1/(1 - beta1) = 10 steps to build up; Adam's first step is lr * sign(g)
+WARMUP_STEPS = 10
 
 LOSS_FAR = 0.5  # an initial loss outside [ln C (1 - LOSS_FAR), ln C (1 + LOSS_FAR)] is "far"
 RELU_FAMILY = ("relu", "leaky_relu")  # torch gain names of the activations that halve variance
@@ -44,6 +47,7 @@ class Snapshot:
     pre: dict[str, Row] = field(default_factory=dict)  # activation name -> its input's row
     acts: dict[str, Row] = field(default_factory=dict)  # activation name -> its output's row
     weights: dict[str, Row] = field(default_factory=dict)  # "blocks.0.fc.weight" -> row
+    lr_factor: float = 1.0  # the lr of the step taken over optimizer.lr (the schedule's factor)
 
     @property
     def input_std(self) -> float:
@@ -206,8 +210,19 @@ def vanishing(snap: Snapshot) -> list[str]:
     return []
 
 
+def lr_factor(optimizer: Any) -> float:
+    """The lr the last step used over the configured one (torch's schedulers keep it as
+    `initial_lr`): 1 without a schedule, below 1 where a schedule warmed up or annealed."""
+    group = optimizer.param_groups[0]
+    return group["lr"] / group.get("initial_lr", group["lr"]) if group["lr"] else 0.0
+
+
 def update_ratio(snap: Snapshot) -> list[str]:
-    """The median ||update|| / ||weight|| over layers, against the lecture's 1e-3."""
+    """The median ||update|| / ||weight|| over layers, against the lecture's 1e-3, judged at the
+    configured optimizer.lr: a schedule that annealed the lr is not a too-small lr. Not during
+    the optimiser's first steps (WARMUP_STEPS)."""
+    if snap.step < WARMUP_STEPS or not snap.lr_factor > 0:
+        return []
     ratios = {
         name: row["update_ratio"]
         for name, row in snap.weights.items()
@@ -216,17 +231,23 @@ def update_ratio(snap: Snapshot) -> list[str]:
     if not ratios:
         return []
     median = statistics.median(ratios.values())
-    if HEALTHY_UPDATE / FAR <= median <= HEALTHY_UPDATE * FAR:
+    at_lr = median / snap.lr_factor  # the update is proportional to the lr
+    if HEALTHY_UPDATE / FAR <= at_lr <= HEALTHY_UPDATE * FAR:
         return []
-    pick = (max if median > HEALTHY_UPDATE else min)(ratios, key=ratios.get)
+    pick = (max if at_lr > HEALTHY_UPDATE else min)(ratios, key=ratios.get)
     verdict = (
         "too large: try a smaller optimizer.lr"
-        if median > HEALTHY_UPDATE
+        if at_lr > HEALTHY_UPDATE
         else "too small: try a larger optimizer.lr"
+    )
+    scheduled = (
+        ""
+        if snap.lr_factor == 1
+        else f", {at_lr:.1e} at optimizer.lr (the schedule's lr here is {snap.lr_factor:.2g}x it)"
     )
     return [
         f"{pick}: update/weight ratio {ratios[pick]:.1e} {snap.when()} (median over layers "
-        f"{median:.1e}; about 1e-3 is healthy); the steps are {verdict}"
+        f"{median:.1e}{scheduled}; about 1e-3 is healthy); the steps are {verdict}"
     ]
 
 

@@ -42,7 +42,7 @@ def train_step(run: Run, idx: torch.Tensor) -> None:
         monitor.after_backward(step)
     run.optimizer.step()
     if monitor:
-        monitor.after_step(step)
+        monitor.after_step(step, run.optimizer)
     run.lr = run.optimizer.param_groups[0]["lr"]  # the lr this step used
     run.scheduler.step()
     if run.averaged is not None:

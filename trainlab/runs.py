@@ -41,11 +41,19 @@ def config_hash(cfg: DictConfig) -> str:
 
 
 def running_summary(cfg: DictConfig) -> dict[str, Any]:
-    """What a run's summary.json says while it runs (and if it is killed): who runs it."""
-    return {
+    """What a run's summary.json says while it runs (and if it is killed): who runs it, and
+    under Slurm which job (`scancel` takes it)."""
+    summary = {
         "status": "running", "config_hash": config_hash(cfg), "seed": cfg.seed,
         "choices": choices(cfg), "host": socket.gethostname(), "pid": os.getpid(),
     }  # fmt: skip
+    env = os.environ
+    if "SLURM_JOB_ID" in env:  # as squeue shows it: `<array job>_<task>` for an array's task
+        task = env.get("SLURM_ARRAY_TASK_ID")
+        summary["slurm_job_id"] = (
+            f"{env['SLURM_ARRAY_JOB_ID']}_{task}" if task else env["SLURM_JOB_ID"]
+        )
+    return summary
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:

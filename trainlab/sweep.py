@@ -128,9 +128,13 @@ def ignored_keys(job_dirs: Sequence[Path]) -> set[str]:
     return keys
 
 
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's: ~15x faster
+
+
 def _read_yaml(path: Path) -> Any:
+    """Every job's config.yaml is read (its experiment): the C loader when PyYAML has it."""
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(), Loader=SAFE_LOADER)
     except (OSError, yaml.YAMLError):
         return None
 

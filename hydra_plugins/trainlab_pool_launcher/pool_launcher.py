@@ -125,10 +125,19 @@ class PoolLauncher(Launcher):
 
 
 def _died(overrides: list[str], config: DictConfig, exitcode: int | None) -> JobReturn:
-    """A job whose process ended without a result: logged; NaN for a sweeper's objective."""
     how = (f"killed by {signal.Signals(-exitcode).name}" if exitcode and exitcode < 0
            else f"exited with code {exitcode}")  # fmt: skip
+    return no_result(overrides, config, how)
+
+
+def no_result(overrides: list[str], config: DictConfig, how: str) -> JobReturn:
+    """A job that ended without a result: logged in one line; NaN for a sweeper's objective
+    (compare reads what the job left in its directory)."""
     log.error("job %s %s; the other jobs go on", " ".join(overrides), how)
+    return nan_return(overrides, config)
+
+
+def nan_return(overrides: list[str], config: DictConfig) -> JobReturn:
     ret = JobReturn(overrides=overrides, cfg=config, hydra_cfg=config, status=JobStatus.COMPLETED)
     ret.return_value = math.nan
     return ret

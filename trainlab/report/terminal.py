@@ -41,7 +41,7 @@ def format_terminal(result: Comparison) -> str:
         parts += ["", "Failed, diverged and missing jobs:", *problem_lines(result)]
     parts += [
         "",
-        f"Wrote {result.out / 'comparison.md'} (and .csv, claims.json, plots/, _compare/)",
+        f"Wrote {result.out / 'comparison.md'} (and .csv, claims.json, report.html, plots/, _compare/)",
     ]
     return "\n".join(parts)
 
@@ -53,5 +53,8 @@ def format_search_terminal(result: SearchComparison) -> str:
     parts += ["", "Claims:", *claim_lines(result.claims, False, CROSS)]
     if any(j.status != "completed" for s in result.searches for j in s.jobs):
         parts += ["", "Failed, diverged and missing jobs:", *search_problem_lines(result)]
-    parts += ["", f"Wrote {result.out_dir / 'comparison.md'} (and comparison.csv, claims.json)"]
+    parts += [
+        "",
+        f"Wrote {result.out_dir / 'comparison.md'} (and comparison.csv, claims.json, report.html)",
+    ]
     return "\n".join(parts)
