@@ -130,6 +130,9 @@ def test_summary_contract(tmp_path):
     ):
         assert key in summary, key
     assert set(summary["choices"]) == set(GROUPS)
+    # training steps and evaluation are parts of the run's wall time (bench_sweep.py)
+    assert 0 < summary["train_time_s"] + summary["eval_time_s"] < summary["wall_time_s"]
+    assert summary["eval_time_s"] > 0
     # ln(10) = 2.303 for 10 classes with kaiming init is not exact; it must be near it
     assert 1.5 < summary["initial_loss"] < 4.0
     history = json.loads((tmp_path / "history.json").read_text())

@@ -71,6 +71,7 @@ class Run:
     best_val_acc: float = -math.inf
     train_time_s: float = 0.0
     epoch_train_s: float = 0.0
+    eval_time_s: float = 0.0  # evaluation in this attempt (validation, final metrics)
     clock: float = field(default_factory=time.perf_counter)  # perf_counter at elapsed 0
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ def finish(run: Run) -> None:
     """Train and test metrics once at the end, diagnostics, the final files."""
     cfg, data, step = run.cfg, run.data, run.step
     bs = cfg.trainer.eval_batch_size
+    tick = time.perf_counter()
     train_loss, train_acc = evaluate(run.model, run.preprocess, data.train_x, data.train_y, bs)
     test_loss, test_acc = evaluate(run.model, run.preprocess, data.test_x, data.test_y, bs)
     run.writer.add_scalar("test/acc", test_acc, step)
@@ -50,6 +52,8 @@ def finish(run: Run) -> None:
         bn_modes.batch_stats_metrics(run.model, run.preprocess, data.val_x, data.val_y,
                                      cfg.trainer.batch_size, run.summary["val_acc"])
     )  # fmt: skip
+    run.eval_time_s += time.perf_counter() - tick
+    run.summary.update(train_time_s=run.train_time_s, eval_time_s=run.eval_time_s)
     loop.keep_statistics(run)
     for line in run.summary.get("diagnostics", []):
         log.warning(line)

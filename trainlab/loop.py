@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from contextlib import nullcontext
 
 import torch
@@ -92,6 +93,7 @@ def end_epoch(run: Run) -> None:
     cfg, step = run.cfg, run.step
     run.train_time_s += run.epoch_train_s
     e_loss, e_correct, e_n = run.epoch_sums.tolist()
+    tick = time.perf_counter()
     val_loss, val_acc = evaluate(
         run.model, run.preprocess, run.data.val_x, run.data.val_y, cfg.trainer.eval_batch_size
     )
@@ -112,6 +114,7 @@ def end_epoch(run: Run) -> None:
         avg = run.averaged.evaluate(run.preprocess, run.data, ("val",), cfg.trainer.eval_batch_size)
         run.history["epochs"][-1].update(avg)
         averaging.write_scalars(run.writer, avg, step)
+    run.eval_time_s += time.perf_counter() - tick
     log.info(
         "epoch %d | step %d | train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f ex/s",
         run.epoch, step, e_loss / e_n, e_correct / e_n, val_loss, val_acc, examples_per_s,
