@@ -55,6 +55,9 @@ class Run:
     writer: Any = None
     bar: Any = None
     decay_weights: list = field(default_factory=list)
+    l1: float = 0.0  # cfg.regularizer.l1, read once: an OmegaConf lookup costs ~10 us a step
+    target_error: float = 0.0  # cfg.trainer.target_train_error, likewise
+    counts: dict[int, torch.Tensor] = field(default_factory=dict)  # batch size -> device scalar
     total_steps: int = 0
     # progress: what the checkpoint keeps (checkpoint.RUN_KEYS)
     step: int = 0

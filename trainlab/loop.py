@@ -28,15 +28,15 @@ class Diverged(RuntimeError):
 
 def train_step(run: Run, idx: torch.Tensor) -> None:
     """One optimiser step on the batch `idx`; its loss and accuracy are summed on the device."""
-    cfg, monitor, step = run.cfg, run.monitor, run.step
+    monitor, step = run.monitor, run.step
     x = run.preprocess(run.augment(run.data.train_x[idx], run.generator))  # (B, *in_shape)
     y = run.data.train_y[idx]
     with monitor.capture(step) if monitor else nullcontext():
         logits = run.model(x)
     loss = F.cross_entropy(logits, y)
     objective = loss
-    if cfg.regularizer.l1 > 0:
-        objective = loss + cfg.regularizer.l1 * build.l1_penalty(run.decay_weights)
+    if run.l1 > 0:
+        objective = loss + run.l1 * build.l1_penalty(run.decay_weights)
     run.optimizer.zero_grad(set_to_none=True)
     objective.backward()
     if monitor:
@@ -49,12 +49,14 @@ def train_step(run: Run, idx: torch.Tensor) -> None:
     if run.averaged is not None:
         run.averaged.update(run.model, run.epoch)
     run.step += 1
-    n = torch.full_like(loss.detach(), len(y))  # a device fill, not a host copy
-    batch = torch.stack([loss.detach() * n, (logits.argmax(1) == y).sum(), n])
+    n = run.counts.get(len(y))
+    if n is None:  # once per batch size: a device scalar, not a host copy every step
+        n = run.counts[len(y)] = torch.tensor(float(len(y)), device=loss.device)
+    batch = torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum(), n])
     run.window += batch
     run.epoch_sums += batch
     run.target_hit = target.update(
-        run.target_ring, run.target_hit, run.step, batch[1], n, cfg.trainer.target_train_error
+        run.target_ring, run.target_hit, run.step, batch[1], n, run.target_error
     )
     run.bar.update(1)
 

@@ -87,6 +87,7 @@ def set_up(run: Run) -> None:
     run.augment = build.build_augment(cfg)
     run.averaged = averaging.build_averaged(cfg, run.model)  # None unless ema_decay/swa_start
     run.decay_weights, _ = build.decay_parameters(run.model)
+    run.l1, run.target_error = cfg.regularizer.l1, cfg.trainer.target_train_error
     run.generator = torch.Generator(device=run.device).manual_seed(cfg.seed)
     run.window = torch.zeros(3, device=run.device)
     run.target_ring, run.target_hit = target.new_state(run.device)

@@ -32,7 +32,7 @@ def update(
     ring[step % WINDOW] = torch.stack([correct.float(), n.float()])
     totals = ring.sum(0)
     reached = (1 - totals[0] / totals[1] <= target) & (hit < 0)
-    return torch.where(reached, torch.full_like(hit, step), hit)
+    return torch.where(reached, step, hit)
 
 
 def pack(window: torch.Tensor, hit: torch.Tensor) -> torch.Tensor:
