@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from trainlab import bn_modes, build, ensembles, initializers, runs, target, tb
+from trainlab import bn_modes, build, ensembles, initializers, runs, target, tb, terminal
 from trainlab.fused_models import FusedMLP, FusionUnsupported, fuse
 from trainlab.io import atomic_torch_save, write_json
 from trainlab.train import LOG_EVERY, log_curve, prepare
@@ -142,7 +142,7 @@ def _train(members: list[Member], model: FusedMLP, device, data, preprocess) -> 
             seconds_to_target=None, metrics={}, initial_loss=initial[i][0],
             fused={"members": k, "seeds": [x.cfg.seed for x in members]},
         )  # fmt: skip
-    log.info("fused: %d seeds as one model on %s | %d train examples", k, device, n_train)
+    log.debug("fused: %d seeds as one model on %s | %d train examples", k, device, n_train)
     alive = torch.ones(k, dtype=torch.bool, device=device)
     window = torch.zeros(k, 3, device=device)  # (loss sum, correct, examples) per member
     epoch_sums = torch.zeros(k, 3, device=device)
@@ -227,7 +227,12 @@ def _diverge(m: Member, step: int, loss: float) -> None:
     m.alive = False
     m.summary.update(status="diverged", error=f"non-finite loss ({loss}) at step {step}",
                      diverged_at_step=step)  # fmt: skip
-    log.warning("seed %d diverged: non-finite loss at step %d (masked out)", m.cfg.seed, step)
+    log.log(
+        terminal.run_level(logging.WARNING),
+        "seed %d diverged: non-finite loss at step %d (masked out)",
+        m.cfg.seed,
+        step,
+    )
 
 
 def _log_window(
@@ -308,5 +313,5 @@ def _finish(members: list[Member], model: FusedMLP, preprocess, data, step: int,
                 "model": m.model.state_dict(), "preprocess": preprocess.state_dict(),
                 "step": step, "fused": m.summary["fused"],
             })  # fmt: skip
-    log.info("fused: done, %d steps in %.1f s; test acc %s", step, wall,
+    log.debug("fused: done, %d steps in %.1f s; test acc %s", step, wall,
              " ".join(f"{t[1]:.4f}" for t in test_m))  # fmt: skip

@@ -112,7 +112,7 @@ def end_epoch(run: Run) -> None:
         avg = run.averaged.evaluate(run.preprocess, run.data, ("val",), cfg.trainer.eval_batch_size)
         run.history["epochs"][-1].update(avg)
         averaging.write_scalars(run.writer, avg, step)
-    log.info(
+    log.debug(  # shown with -v
         "epoch %d | step %d | train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f ex/s",
         run.epoch, step, e_loss / e_n, e_correct / e_n, val_loss, val_acc, examples_per_s,
     )  # fmt: skip

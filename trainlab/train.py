@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from trainlab import checkpoint, finish, loop, runs, start
+from trainlab import checkpoint, finish, loop, runs, start, terminal
 from trainlab.checkpoint import Run
 from trainlab.io import write_json
 from trainlab.loop import LOG_EVERY, Diverged, log_curve
@@ -54,7 +54,7 @@ def _attempt(run: Run, action: str) -> dict[str, Any]:
         run.summary["status"] = "completed"
     except Diverged as err:
         run.summary.update(status="diverged", error=str(err), diverged_at_step=err.step)
-        log.warning("diverged: %s", err)
+        log.log(terminal.run_level(logging.WARNING), "diverged: %s", err)
     except (runs.Interrupted, KeyboardInterrupt) as err:
         run.summary.update(status="interrupted", error=str(err) or "KeyboardInterrupt")
         raise
