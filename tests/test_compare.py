@@ -127,23 +127,35 @@ def test_writes_markdown_csv_plots_and_tensorboard(sweep: Path) -> None:
     assert json.loads((sweep / "claims.json").read_text()) == []
 
 
-def test_tensorboard_mean_runs_read_back(sweep: Path) -> None:
+def test_tensorboard_one_run_per_group_drawn_as_margin_charts(sweep: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.custom_scalar import layout_pb2
 
     compare(sweep)
     compare(sweep)  # a rerun replaces the runs, never duplicates them
+    assert sorted(p.name for p in (sweep / "_compare").iterdir()) == [
+        "activation=relu", "activation=tanh"
+    ]  # fmt: skip
     run = sweep / "_compare" / "activation=relu"
+    assert len(list(run.glob("events.out.tfevents.*"))) == 1
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0, "tensors": 0}).Reload()
     vals = np.array(VALS["relu"])
-    expected = {"mean": vals.mean(), "mean+std": vals.mean() + vals.std(ddof=1)}
-    expected["mean-std"] = vals.mean() - vals.std(ddof=1)
-    for name, want in expected.items():
-        assert len(list((run / name).glob("events.out.tfevents.*"))) == 1
-        acc = EventAccumulator(str(run / name), size_guidance={"scalars": 0})
-        acc.Reload()
-        assert {"val/acc", "val/loss", "train/loss", "train/acc"} <= set(acc.Tags()["scalars"])
-        events = acc.Scalars("val/acc")
+    mean, std = vals.mean(), vals.std(ddof=1)
+    expected = {"mean": mean, "lower": max(0.0, mean - std), "upper": min(1.0, mean + std)}
+    for bound, want in expected.items():
+        events = acc.Scalars(f"val/acc/{bound}")
         assert [e.step for e in events] == [10, 20, 30]  # the jobs' step axis
         assert events[-1].value == pytest.approx(want, abs=1e-6)
+    assert {f"{t}/mean" for t in ("val/loss", "train/loss", "train/acc")} <= set(
+        acc.Tags()["scalars"]
+    )
+    (event,) = acc.Tensors("custom_scalars__config__")
+    layout = layout_pb2.Layout.FromString(event.tensor_proto.string_val[0])
+    charts = {c.title: c.margin.series for cat in layout.category for c in cat.chart}
+    (series,) = charts["val/acc (mean ± std)"]  # one series: each group's run draws its band
+    assert (series.value, series.lower, series.upper) == (
+        "val/acc/mean", "val/acc/lower", "val/acc/upper"
+    )  # fmt: skip
 
 
 def test_numeric_sweep_plot_with_log_axis(tmp_path: Path) -> None:
@@ -356,7 +368,7 @@ def test_real_sweep_runs_compare_at_the_end(tmp_path: Path) -> None:
         "curves_val_acc.png",
         "curves_train_loss.png",
     }
-    assert len(list((sweep / "_compare").glob("*/mean"))) == 2
+    assert len(list((sweep / "_compare").glob("*/events.out.tfevents.*"))) == 2
     proc = subprocess.run(
         [sys.executable, "-m", "trainlab", "compare", str(sweep)], capture_output=True, text=True
     )

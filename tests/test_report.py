@@ -4,6 +4,7 @@ into $TRAINLAB_TEST_ARTEFACTS (default: test-artefacts/ in the repository, git-i
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -16,8 +17,10 @@ from test_compare import history, make_job, summary
 from trainlab.cli import main
 from trainlab.compare import compare
 from trainlab.hydra_app import complete_query
+from trainlab.report.html import job_counts, problem_kind
 from trainlab.report.index import write_index
 from trainlab.report.plots import Painter
+from trainlab.sweep import Job
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -77,6 +80,9 @@ def test_report_is_one_self_contained_page(compared) -> None:
     assert sorted(kinds) == ["diverged", "failed", "missing"]
     assert "1 confirmed" in page and "1 refuted" in page and "1 inconclusive" in page
     assert "0.920 ± 0.020 [95%" in page  # the results table with intervals
+    assert (
+        '<th class="ranked" title="the groups are ranked by this column">val_acc (ranked)' in page
+    )
 
 
 def test_loss_on_a_log_axis_and_diverged_seeds_marked(compared) -> None:
@@ -156,10 +162,13 @@ def browser():
 
 
 def screenshot(driver, path: Path) -> None:
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1280, min(height, 6000))
-    driver.save_screenshot(str(path))
-    driver.set_window_size(1280, 900)
+    """The whole page, beyond the window (Chrome DevTools' captureScreenshot)."""
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+    )
+    path.write_bytes(base64.b64decode(shot["data"]))
 
 
 COLOURS = """return [...document.querySelectorAll('.badge')].map(
@@ -189,3 +198,18 @@ def test_report_and_index_in_chromium(browser, compared, tmp_path: Path) -> None
     }  # fmt: skip
     screenshot(browser, artefacts() / "report.png")
     assert (artefacts() / "report.png").stat().st_size > 10_000
+
+
+def test_problem_jobs_are_named_by_what_happened(tmp_path: Path) -> None:
+    reasons = {
+        "killed: its summary says running but no process holds it": "killed",
+        "interrupted: SIGTERM (re-run the sweep command to resume)": "interrupted",
+        "never started": "never started",
+        "no summary.json (job killed or still running)": "missing",
+    }
+    jobs = [Job(tmp_path, {}, "0", "missing", reason=r) for r in reasons]
+    assert [problem_kind(j) for j in jobs] == list(reasons.values())
+    jobs += [Job(tmp_path, {}, "1", s) for s in ("completed", "diverged", "failed")]
+    assert job_counts(jobs) == dict.fromkeys(
+        ["completed", "diverged", "failed", "killed", "interrupted", "never started", "missing"], 1
+    )

@@ -31,7 +31,8 @@ GROUP = (
     "data.subset=64,model.depth=1,model.width=8,threads=1,trainer.epochs=1"  # the shared overrides
 )
 JOB_TAGS = {"train/loss", "train/acc", "val/acc", "val/loss", "lr", "test/acc"}
-MEAN_TAGS = {"train/loss", "train/acc", "val/acc", "val/loss"}
+MEAN_TAGS = {f"{t}/{b}" for t in ("train/loss", "train/acc", "val/acc", "val/loss")
+             for b in ("mean", "lower", "upper")}  # fmt: skip
 
 
 def trainlab(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -340,7 +341,7 @@ def test_tensorboard_lists_every_run_and_its_scalars(basic, tensorboard: TensorB
     sweep_dir, _ = basic
     jobs = job_dirs(sweep_dir)
     groups = {"activation=relu", "activation=tanh"}  # compare's labels: the swept keys only
-    means = {f"_compare/{g}/{m}" for g in groups for m in ("mean", "mean+std", "mean-std")}
+    means = {f"_compare/{g}" for g in groups}  # one run per group
     runs = _until(lambda: tensorboard.get("/data/runs"), lambda r: set(jobs) | means <= set(r))
     assert set(runs) == set(jobs) | means and len(runs) == len(set(runs))  # no collisions
     for name in jobs:  # readable: the overrides, then the seed last
@@ -358,7 +359,7 @@ def test_tensorboard_lists_every_run_and_its_scalars(basic, tensorboard: TensorB
         assert tensorboard.get("/data/plugin/scalars/scalars", run=run, tag="train/loss")
     for g in groups:
         mean = tensorboard.get(
-            "/data/plugin/scalars/scalars", run=f"_compare/{g}/mean", tag="val/acc"
+            "/data/plugin/scalars/scalars", run=f"_compare/{g}", tag="val/acc/mean"
         )
         accs = [summary(jobs[f"{g},{GROUP}/seed={s}"])["val_acc"] for s in (0, 1)]
         assert mean[-1][2] == pytest.approx(sum(accs) / 2, abs=1e-6)
@@ -369,7 +370,8 @@ def test_tensorboard_hparams_same_keys_in_every_job_and_no_seed(basic, tensorboa
     jobs = job_dirs(sweep_dir)
     experiment = tensorboard.post("/data/plugin/hparams/experiment", {"experimentName": ""})
     names = [h["name"] for h in experiment["hparamInfos"]]
-    assert "activation" in names and "optimizer.lr" in names and "seed" not in names
+    assert {"activation", "optimizer", "model.width", "trainer.epochs"} <= set(names)
+    assert "seed" not in names and "optimizer.lr" not in names  # the sweep did not set it
     body = {
         "experimentName": "", "startIndex": 0, "sliceSize": 100,
         "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
@@ -383,6 +385,11 @@ def test_tensorboard_hparams_same_keys_in_every_job_and_no_seed(basic, tensorboa
     for run, hp in sessions.items():
         assert hp["activation"] == run.split(",")[0].split("=")[1]
         assert hp["model.width"] == 8
+    differs = {h["name"] for h in experiment["hparamInfos"] if h.get("differs")}
+    assert differs == {"activation"} and names[0] == "activation"  # shown first
+    # the seeds of one configuration are one session group
+    assert sorted(len(g["sessions"]) for g in groups) == [2, 2]
+    assert {g["hparams"]["activation"] for g in groups} == {"relu", "tanh"}
 
 
 def test_jobs_differing_only_in_a_run_setting_get_their_own_runs(tmp_path: Path) -> None:

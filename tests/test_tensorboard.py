@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -66,15 +67,19 @@ def test_captured_at_step_zero_then_every(run):
 
 
 def test_custom_scalars_layout(run):
+    """One chart per statistic, its tags by a regex: the same layout for every model."""
     pre, run_dir, _ = run
     acc = events(run_dir)
     (event,) = acc.Tensors("custom_scalars__config__")
     layout = layout_pb2.Layout.FromString(event.tensor_proto.string_val[0])
     charts = {c.title: list(c.multiline.tag) for cat in layout.category for c in cat.chart}
-    assert charts["act_std"] == ["act_std/input", *(f"act_std/{a}" for a in ACTS)]
-    assert charts["act_dead"] == [f"act_dead/{a}" for a in ACTS]
-    assert charts["update_ratio"] == [f"update_ratio/{w}" for w in WEIGHTS]
+    assert charts["act_std"] == ["^act_std/"] and charts["update_ratio"] == ["^update_ratio/"]
     assert ("pre_std" in charts) == pre
+    scalars = acc.Tags()["scalars"]
+    drawn = {t for t in scalars if any(re.match(r, t) for rs in charts.values() for r in rs)}
+    assert {"act_std/input", *(f"act_dead/{a}" for a in ACTS)} <= drawn
+    assert {f"update_ratio/{w}" for w in WEIGHTS} <= drawn
+    assert not drawn & {"train/loss", "val/acc"}
 
 
 def test_summary_metrics_and_diagnostics(run):

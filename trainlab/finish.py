@@ -68,7 +68,7 @@ def close(run: Run) -> None:
     if run.bar is not None:
         run.bar.close()
     if run.writer is not None:
-        run.writer.close()
+        run.writer.close(run.summary["status"])
     if run.summary["status"] in ("diverged", "interrupted", "failed") and run.history["steps"]:
         write_quiet(run.run_dir / "history.json", run.history, quiet=True)
 

@@ -114,7 +114,7 @@ def train_fused(cfgs: list[DictConfig], run_dirs: list[str | Path]) -> list[dict
         torch.set_num_threads(threads)
         for m in members:
             if m.writer is not None:
-                m.writer.close()
+                m.writer.close(m.summary.get("status"))
             write_json(m.run_dir / "summary.json", m.summary)
     return [m.summary for m in members]
 

@@ -43,7 +43,7 @@ def probe(cfg: DictConfig, run_dir: str | Path) -> list[dict[str, Any]]:
     _, data, preprocess, model = prepare(cfg)
     x = preprocess(data.train_x[:PROBE_BATCH])  # (B, *in_shape)
     y = data.train_y[:PROBE_BATCH]
-    writer = tb.open_writer(run_dir, cfg)
+    writer = tb.open_writer(run_dir, cfg, session=False)
     try:
         monitor = Monitor(model, cfg, writer, max_batch=len(x))
         model.train()

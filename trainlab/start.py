@@ -143,7 +143,7 @@ def set_up_diagnostics(run: Run) -> list[str]:
 
 def resume(run: Run, state: dict[str, Any]) -> None:
     """Continue from a checkpoint; TensorBoard keeps the events written before it, in one file."""
-    run.writer = tb.reopen_writer(run.run_dir, run.cfg, state["step"], state["events_bytes"])
+    run.writer = tb.reopen_writer(run.run_dir, state["step"], state["events_bytes"])
     _open_monitor(run, layout=False)
     checkpoint.restore(run, state)
     log.info("resumed from %s at step %d (epoch %d)", run.run_dir, run.step, run.epoch)

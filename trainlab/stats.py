@@ -99,18 +99,12 @@ class Monitor:
             tb.add_multiline_layout(writer, self.charts())
 
     def charts(self) -> dict[str, dict[str, list[str]]]:
-        """Every scalar tag this monitor writes, one chart per statistic (custom scalars)."""
-        acts = {
-            f"act_{s}": [f"act_{s}/{INPUT}"] * (s in INPUT_STATS)
-            + [f"act_{s}/{name}" for name in self.layer_names]
-            for s in STATS
-        }
-        charts = {"activations": acts}
+        """One custom-scalars chart per statistic, drawing every tag of it (a regex): the same
+        charts for every model, so runs of an MLP and a CNN in one logdir share them."""
+        charts = {"activations": {f"act_{s}": [f"^act_{s}/"] for s in STATS}}
         if self.pre_activation:
-            charts["pre-activations"] = {
-                f"pre_{s}": [f"pre_{s}/{name}" for name in self.layer_names] for s in PRE_STATS
-            }
-        charts["weights"] = {s: [f"{s}/{name}" for name in self.weight_names] for s in WEIGHT_STATS}
+            charts["pre-activations"] = {f"pre_{s}": [f"^pre_{s}/"] for s in PRE_STATS}
+        charts["weights"] = {s: [f"^{s}/"] for s in WEIGHT_STATS}
         return charts
 
     def capturing(self, step: int) -> bool:

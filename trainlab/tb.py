@@ -1,4 +1,5 @@
-"""TensorBoard: one writer per run, hparams written into the run itself (not add_hparams).
+"""TensorBoard: one writer per run, opened by its first event; its hparams session
+(trainlab.hparams) and custom-scalars layout are written into the run itself.
 
 A resumed run keeps one events file: the events written before its checkpoint are copied into
 the new writer's file (after a `purge_step` marker, so TensorBoard drops anything later even if
@@ -13,54 +14,67 @@ from typing import Any
 
 from omegaconf import DictConfig
 from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams as hparams_summary
+from torch.utils.tensorboard.summary import custom_scalars
 
-from trainlab.schema import choices
-
-METRIC_TAGS = ("val/acc", "val/loss", "train/loss", "test/acc")
-# the same keys in every job of a sweep; never the seed (it is what is averaged over)
-NUMERIC_HPARAMS = (
-    "optimizer.lr",
-    "regularizer.weight_decay",
-    "regularizer.p",
-    "init.bias",
-    "model.depth",
-    "model.width",
-    "trainer.batch_size",
-    "trainer.epochs",
-    "scheduler.warmup_steps",
-)
-
-
-def hparams(cfg: DictConfig) -> dict[str, Any]:
-    values: dict[str, Any] = {group: str(name) for group, name in choices(cfg).items()}
-    for key in NUMERIC_HPARAMS:
-        node, leaf = key.rsplit(".", 1)
-        value = cfg[node].get(leaf)
-        values[key] = float(value) if isinstance(value, (int, float)) else str(value)
-    return values
-
+from trainlab import hparams
 
 EVENTS_GLOB = "events.out.tfevents.*"
 
 
-def open_writer(run_dir: Path, cfg: DictConfig) -> SummaryWriter:
-    writer = SummaryWriter(log_dir=str(run_dir))
-    exp, ssi, sei = hparams_summary(hparams(cfg), {tag: 0.0 for tag in METRIC_TAGS})
-    for summary in (exp, ssi, sei):
-        writer.file_writer.add_summary(summary)
-    return writer
+class RunWriter:
+    """A run's SummaryWriter, opened by its first event: a run that fails before it logs
+    anything (a bad config caught late, a data error) leaves no TensorBoard run. Its first
+    events are its header: the hparams session and the custom-scalars layout."""
+
+    def __init__(self, run_dir: Path, header: list[Summary], purge_step: int | None = None):
+        self.run_dir, self.header, self.purge_step = Path(run_dir), list(header), purge_step
+        self.writer: SummaryWriter | None = None
+
+    def open(self) -> SummaryWriter:
+        if self.writer is None:
+            self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=self.purge_step)
+            for summary in self.header:
+                self.writer.file_writer.add_summary(summary)
+        return self.writer
+
+    def add_header(self, summary: Summary) -> None:
+        """Written first when the run logs something (at once if it already has)."""
+        self.header.append(summary)
+        if self.writer is not None:
+            self.writer.file_writer.add_summary(summary)
+
+    def __getattr__(self, name: str):  # add_scalar, add_histogram_raw, file_writer, flush ...
+        return getattr(self.open(), name)
+
+    def close(self, status: str | None = None) -> None:
+        """Closed with the run's final status (completed, diverged, failed) as its session's
+        end; a run that wrote nothing stays without events."""
+        if self.writer is None:
+            return
+        end = hparams.session_end(status) if status else None
+        if end is not None:
+            self.writer.file_writer.add_summary(end)
+        self.writer.close()
 
 
-def add_multiline_layout(writer: SummaryWriter, charts: dict[str, dict[str, list[str]]]) -> None:
-    """Custom-scalars layout, written once per run: {category: {chart: [tags drawn as lines]}}."""
-    writer.add_custom_scalars(
-        {
-            category: {title: ["Multiline", tags] for title, tags in group.items()}
-            for category, group in charts.items()
-        }
-    )
+def open_writer(run_dir: Path, cfg: DictConfig, session: bool = True) -> RunWriter:
+    """The writer of a training run (its hparams session first); session=False: no session
+    (a probe is no training run)."""
+    return RunWriter(run_dir, hparams.session_summaries(cfg) if session else [])
+
+
+def add_multiline_layout(writer: Any, charts: dict[str, dict[str, list[str]]]) -> None:
+    """Custom-scalars layout, written once per run: {category: {chart: [tag regexes]}}."""
+    layout = {
+        category: {title: ["Multiline", tags] for title, tags in group.items()}
+        for category, group in charts.items()
+    }
+    if isinstance(writer, RunWriter):
+        writer.add_header(custom_scalars(layout))
+    else:
+        writer.add_custom_scalars(layout)
 
 
 def remove_event_files(run_dir: Path) -> None:
@@ -68,11 +82,13 @@ def remove_event_files(run_dir: Path) -> None:
         path.unlink()
 
 
-def reopen_writer(run_dir: Path, cfg: DictConfig, step: int, events_bytes: int) -> SummaryWriter:
+def reopen_writer(run_dir: Path, step: int, events_bytes: int) -> RunWriter:
     """A writer for a run resumed at `step`: the first `events_bytes` of its events file (all
-    that was written before the checkpoint) carried over, everything later dropped."""
+    that was written before the checkpoint, its session and layout included) carried over,
+    everything later dropped."""
     old = sorted(Path(run_dir).glob(EVENTS_GLOB), key=lambda p: p.stat().st_mtime)
-    writer = SummaryWriter(log_dir=str(run_dir), purge_step=step + 1)
+    writer = RunWriter(run_dir, [], purge_step=step + 1)
+    writer.open()
     if old:
         kept = old[-1].read_bytes()[:events_bytes]
         for event in read_events(kept)[1:]:  # the first is the file-version header

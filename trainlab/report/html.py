@@ -20,7 +20,13 @@ from trainlab.claims import ClaimResult
 from trainlab.fmt import fmt_num
 from trainlab.io import atomic_write_text
 from trainlab.report.ensembles import METHOD, ensemble_table
-from trainlab.report.tables import intro_lines, rel_path, result_headers, result_rows
+from trainlab.report.tables import (
+    intro_lines,
+    rel_path,
+    result_headers,
+    result_rows,
+    table_metrics,
+)
 from trainlab.sweep import Comparison, Job
 
 VERDICTS = ("confirmed", "refuted", "inconclusive")
@@ -62,6 +68,7 @@ def format_report(result: Comparison, plots: Sequence[Path]) -> str:
         "verdict_counts": verdict_counts(result.claims),
         "claims": [claim_view(c) for c in result.claims],
         "results": (result_headers(result), result_rows(result, interval=True)),
+        "ranked_column": ranked_column(result),
         "ensembles": ensemble_table(result.ensembles) if result.ensembles else None,
         "ensemble_method": METHOD,
         "plots": [plot_view(p) for p in plots],
@@ -70,6 +77,12 @@ def format_report(result: Comparison, plots: Sequence[Path]) -> str:
     context["problems"] = [p for p in context["problems"] if p]
     context["has_mde"] = any(p["mde"] != "–" for c in context["claims"] for p in c["parts"])
     return environment().get_template("report.html.j2").render(**context)
+
+
+def ranked_column(result: Comparison) -> int:
+    """The results table's column of the ranking metric (after rank, group, n); -1: none."""
+    metrics = table_metrics(result)
+    return 3 + metrics.index(result.rank_by) if result.rank_by in metrics else -1
 
 
 def now() -> str:

@@ -1,15 +1,35 @@
-"""Each group's mean curves written back into TensorBoard, beside the jobs' own runs."""
+"""Each group's mean curves written back into TensorBoard, beside the jobs' own runs.
+
+One run per group (`_compare/<group>`): per curve, the mean over the group's seeds and its
+bounds (mean ± std, clipped to the metric's range) as `<tag>/mean`, `<tag>/lower` and
+`<tag>/upper`. A custom-scalars layout draws each curve as one margin chart: a line and a band
+per group, in the group's colour (TensorBoard colours by run).
+"""
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
 from trainlab.sweep import CURVE_TAGS, Comparison, mean_curves, safe_name
 
+CATEGORY = "comparison: mean ± std over seeds, one colour per group"
+BOUNDS = {"val_acc": (0.0, 1.0), "train_acc": (0.0, 1.0)}  # losses: >= 0
+
+
+def margin_layout() -> dict:
+    """{category: {chart: ["Margin", [value, lower, upper]]}}: the same in every compare run."""
+    return {
+        CATEGORY: {
+            f"{tag} (mean ± std)": ["Margin", [f"{tag}/mean", f"{tag}/lower", f"{tag}/upper"]]
+            for tag in CURVE_TAGS.values()
+        }
+    }
+
 
 def write_tensorboard(result: Comparison, root: Path) -> list[Path]:
-    """Each group's mean and mean ± std epoch curves as TensorBoard runs, at the jobs' step axis."""
+    """One run per group: its mean curves and their bounds, at the jobs' step axis."""
     from torch.utils.tensorboard import SummaryWriter  # slow import: only when writing
 
     shutil.rmtree(root, ignore_errors=True)  # a rerun replaces, never duplicates
@@ -18,11 +38,15 @@ def write_tensorboard(result: Comparison, root: Path) -> list[Path]:
         curves = mean_curves(g)
         if not any(curves.values()):
             continue
-        for run, sign in (("mean", 0), ("mean+std", 1), ("mean-std", -1)):
-            run_dir = root / safe_name(g.label) / run
-            with SummaryWriter(log_dir=str(run_dir)) as writer:
-                for key, points in curves.items():
-                    for _, step, mean, std, _ in points:
-                        writer.add_scalar(CURVE_TAGS[key], mean + sign * std, global_step=step)
-            written.append(run_dir)
+        run_dir = root / safe_name(g.label)
+        with SummaryWriter(log_dir=str(run_dir)) as writer:
+            writer.add_custom_scalars(margin_layout())
+            for key, points in curves.items():
+                lo, hi = BOUNDS.get(key, (0.0, math.inf))
+                tag = CURVE_TAGS[key]
+                for _, step, mean, std, _ in points:
+                    writer.add_scalar(f"{tag}/mean", mean, global_step=step)
+                    writer.add_scalar(f"{tag}/lower", max(lo, mean - std), global_step=step)
+                    writer.add_scalar(f"{tag}/upper", min(hi, mean + std), global_step=step)
+        written.append(run_dir)
     return written
