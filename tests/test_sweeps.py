@@ -217,7 +217,7 @@ def test_failed_and_diverged_jobs_are_reported_and_the_rest_is_intact(tmp_path: 
     md = (sweep_dir / "comparison.md").read_text()
     assert md.count("- failed: ") == 2 and "ConfigError: regularizer.p=1.5" in md
     assert re.search(r"- diverged: `[^`]*optimizer.lr=1e\+30[^`]*`: diverged at step 4", md)
-    assert "Failed, diverged and missing jobs:" in proc.stdout
+    assert "Jobs that did not complete" in proc.stdout
 
 
 # ---------------------------------------------------------------- parallel launchers

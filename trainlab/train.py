@@ -38,8 +38,12 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     with runs.hold(run_dir):  # one process per run directory
         action = runs.claim(run_dir, run.config_hash)  # another config's: left untouched
         if action == "skip":
-            log.info("already finished in %s: skipped", run_dir)
-            return runs.read_summary(run_dir)
+            summary = runs.read_summary(run_dir)
+            # a seed its group's first job trained (fused) just now: its job line says it
+            member = (summary.get("fused") or {}).get("seeds", [cfg.seed])[0] != cfg.seed
+            log.log(logging.DEBUG if member else logging.INFO, "already finished in %s: skipped",
+                    run_dir)  # fmt: skip
+            return summary
         return _attempt(run, action)
 
 
