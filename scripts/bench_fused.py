@@ -1,12 +1,19 @@
 """Fused seeds: K MLPs trained as one fused model vs the same K trained one after another.
 
-Both sides run the same training steps in this process (a batch gathered from each
-member's own permutation, forward, cross-entropy, backward, Adam): K separate loops of
-`--steps` steps, against one fused loop of `--steps` steps. Each repeat times both, the
-order alternating, after a warm-up; it prints the median times and the median of the
-paired ratios. Needs torch only (no Hydra): the default MLP of trainlab (3 x 128, ReLU) on
-digits-sized inputs (1294 x 64, 10 classes; the values do not change the cost). Usage:
+`--trainlab` (needs Hydra): trainlab's own paths, K jobs of the default config (statistics
+on) that differ only in seed: `trainlab.fused.train_fused` against `trainlab.train.train`
+called K times in this process, each writing its run directories (events, checkpoints,
+summaries) under a temporary directory. Extra config overrides follow `--`.
 
+Without it (torch only, no Hydra): the bare training steps in this process (a batch gathered
+from each member's own permutation, forward, cross-entropy, backward, Adam): K separate
+loops of `--steps` steps against one fused loop of `--steps` steps, the default MLP of
+trainlab (3 x 128, ReLU) on digits-sized inputs (1294 x 64, 10 classes).
+
+Each repeat times both, the order alternating, after a warm-up; it prints the median times,
+the median of the paired ratios and the load average (`uptime`) before and after. Usage:
+
+    python scripts/bench_fused.py --trainlab --k 8 --repeats 3 [-- trainer.epochs=3]
     python scripts/bench_fused.py [--k 8] [--steps 200] [--repeats 5] [--device cpu|cuda]
     python scripts/bench_fused.py --k 8 32 --device cuda --width 128   # the GPU figures
 """
@@ -14,8 +21,12 @@ digits-sized inputs (1294 x 64, 10 classes; the values do not change the cost). 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -58,7 +69,7 @@ def separate(models, x, y, steps: int, bs: int, device: str) -> float:
 
 def fused(models, x, y, steps: int, bs: int, device: str) -> float:
     """One loop of `steps` steps of the K models fused (seconds)."""
-    model = fuse(models)
+    model = fuse(models, [torch.Generator(device=device) for _ in models])
     k = model.k
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     gen = torch.Generator(device=device).manual_seed(0)
@@ -78,6 +89,44 @@ def fused(models, x, y, steps: int, bs: int, device: str) -> float:
     return time.perf_counter() - start
 
 
+def trainlab_jobs(k: int, overrides: list[str], fused_path: bool) -> float:
+    """trainlab's own fused path, or its K separate runs, in this process (seconds)."""
+    from trainlab.config import compose
+    from trainlab.fused import train_fused
+    from trainlab.train import train
+
+    cfgs = [compose([*overrides, "trainer.progress=never", f"seed={s}"]) for s in range(k)]
+    root = Path(tempfile.mkdtemp(prefix="bench_fused_"))
+    dirs = [root / str(s) for s in range(k)]
+    try:
+        start = time.perf_counter()
+        if fused_path:
+            summaries = train_fused(cfgs, dirs)
+        else:
+            summaries = [train(c, d) for c, d in zip(cfgs, dirs, strict=True)]
+        seconds = time.perf_counter() - start
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    assert all(s["status"] == "completed" for s in summaries), summaries
+    return seconds
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def paired(run: dict, repeats: int) -> tuple[dict[str, list[float]], float]:
+    """Each repeat runs every variant, the order alternating; (times, median paired ratio)."""
+    for fn in run.values():  # warm-up
+        fn(True)
+    times: dict[str, list[float]] = {name: [] for name in run}
+    for r in range(repeats):
+        for name in list(run)[:: 1 if r % 2 == 0 else -1]:
+            times[name].append(run[name](False))
+    pairs = zip(times["separate"], times["fused"], strict=True)
+    return times, statistics.median(a / b for a, b in pairs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, nargs="+", default=[8], help="members (several: each)")
@@ -88,37 +137,51 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--trainlab", action="store_true", help="trainlab's own paths (Hydra)")
+    parser.add_argument("overrides", nargs="*", help="config overrides (--trainlab), after --")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    print(load())
+    if args.trainlab:
+        overrides = [*args.overrides, *([f"threads={args.threads}"] if args.threads else [])]
+        print(f"trainlab jobs, default config + {overrides}, {torch.get_num_threads()} threads")
+        for k in args.k:
+            run = {
+                "separate": lambda warm, k=k: trainlab_jobs(
+                    k, overrides + ["trainer.max_steps=5"] * warm, False
+                ),
+                "fused": lambda warm, k=k: trainlab_jobs(
+                    k, overrides + ["trainer.max_steps=5"] * warm, True
+                ),
+            }
+            report(k, *paired(run, args.repeats), args.repeats)
+        print(load())
+        return
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(1294, 1, 8, 8, generator=gen).to(args.device)
     y = torch.randint(0, 10, (1294,), generator=gen).to(args.device)
     print(f"device {args.device}, {torch.get_num_threads()} threads, MLP {args.depth}x{args.width}, "
           f"batch {args.batch_size}, {args.steps} steps per member, {args.repeats} repeats")  # fmt: skip
     for k in args.k:
-        run = {"separate": separate, "fused": fused}
-        for fn in run.values():  # warm-up
-            fn(
-                members(k, args.width, args.depth, args.device),
-                x,
-                y,
-                5,
-                args.batch_size,
-                args.device,
-            )
-        times: dict[str, list[float]] = {name: [] for name in run}
-        for r in range(args.repeats):
-            for name in list(run)[:: 1 if r % 2 == 0 else -1]:
+
+        def variant(fn, k=k):
+            def call(warm: bool) -> float:
                 models = members(k, args.width, args.depth, args.device)
-                times[name].append(
-                    run[name](models, x, y, args.steps, args.batch_size, args.device)
-                )
-        pairs = zip(times["separate"], times["fused"], strict=True)
-        ratio = statistics.median(a / b for a, b in pairs)
-        print(f"K={k:3d}: separate {statistics.median(times['separate']):.3f} s, "
-              f"fused {statistics.median(times['fused']):.3f} s: fused speed-up {ratio:.2f}x "
-              f"(median of {args.repeats} pairs)")  # fmt: skip
+                steps = 5 if warm else args.steps
+                return fn(models, x, y, steps, args.batch_size, args.device)
+
+            return call
+
+        run = {"separate": variant(separate), "fused": variant(fused)}
+        report(k, *paired(run, args.repeats), args.repeats)
+    print(load())
+
+
+def report(k: int, times: dict[str, list[float]], ratio: float, repeats: int) -> None:
+    print(f"K={k:3d}: separate {statistics.median(times['separate']):.3f} s, "
+          f"fused {statistics.median(times['fused']):.3f} s: fused speed-up {ratio:.2f}x "
+          f"(median of {repeats} pairs)", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -247,7 +247,7 @@ def test_failed_diverged_missing_and_corrupt_jobs_are_reported(tmp_path: Path, c
     lst = make_job(tmp_path, ["activation=relu", "seed=6"], None)
     (lst / "summary.json").write_text("[1, 2]")
     (lst / "history.json").write_text("not json")
-    assert run_compare(str(tmp_path)) == 0
+    assert run_compare(str(tmp_path)) == 1  # written; some jobs failed or are missing
     (g,) = compare(tmp_path).groups
     assert (g.n, g.count("diverged"), g.count("failed"), g.count("missing")) == (3, 1, 1, 3)
     assert g.stat("val_acc").mean == pytest.approx(
@@ -290,7 +290,7 @@ def test_unreadable_overrides_fall_back_on_the_summary(tmp_path: Path) -> None:
 def test_all_jobs_missing_summaries_do_not_crash(tmp_path: Path) -> None:
     make_job(tmp_path, ["activation=relu", "seed=0"], None)
     make_job(tmp_path, ["activation=tanh", "seed=0"], None)
-    assert run_compare(str(tmp_path)) == 0
+    assert run_compare(str(tmp_path)) == 1  # compared; every job missing
     assert (tmp_path / "comparison.md").is_file()
 
 
@@ -333,20 +333,28 @@ def test_claims_from_experiment_config(tmp_path: Path, capsys) -> None:
     assert "# Comparison: activations" in md and "**refuted**" in md
 
 
-def test_callback_runs_compare_and_never_raises(sweep: Path, tmp_path: Path, monkeypatch) -> None:
+def test_callback_exits_as_the_cli_does(sweep: Path, tmp_path: Path, monkeypatch) -> None:
+    """The end-of-sweep callback and `trainlab compare` share their exit codes (0, 1, 2)."""
     callback = CompareOnMultirunEnd()
-    callback.on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
-    assert (sweep / "comparison.md").is_file()
-    callback.on_multirun_end(
-        OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "nope")}}})
-    )
-    callback.on_multirun_end(OmegaConf.create({}))  # no hydra node at all
 
-    def broken(_: str) -> int:
+    def code(folder: Path) -> int:
+        try:
+            callback.on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(folder)}}}))
+        except SystemExit as exit_:
+            return int(exit_.code)
+        return 0
+
+    assert code(sweep) == run_compare(str(sweep)) and (sweep / "comparison.md").is_file()
+    assert code(tmp_path / "nope") == run_compare(str(tmp_path / "nope")) == 2
+    callback.on_multirun_end(OmegaConf.create({}))  # no hydra node at all: nothing to compare
+    make_job(sweep, ["activation=relu", "seed=9", "+experiment=activations"], {"status": "failed"})
+    assert code(sweep) == run_compare(str(sweep)) == 1
+
+    def broken(*_: object) -> int:
         raise RuntimeError("compare is broken")
 
     monkeypatch.setattr("trainlab.compare.compare", broken)
-    callback.on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    assert code(sweep) == 1  # logged with its traceback; the jobs' results are there
 
 
 def test_real_sweep_runs_compare_at_the_end(tmp_path: Path) -> None:

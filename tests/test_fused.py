@@ -29,7 +29,15 @@ def history(tmp_path, kind, seed):
     return json.loads((tmp_path / kind / str(seed) / "history.json").read_text())
 
 
-@pytest.mark.parametrize("extra", [[], ["norm=batch", "activation=tanh"], ["activation=maxout"]])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        ["norm=batch", "activation=tanh"],
+        ["activation=maxout"],
+        ["model=cnn", "model.width=4", "norm=batch", "augmentation=crop_flip"],
+    ],
+)
 def test_each_members_first_step_loss_equals_its_separate_run(extra, tmp_path):
     cfgs = configs([0, 1, 2], "trainer.max_steps=1", *extra)
     fused, separate = run_both(cfgs, tmp_path)
@@ -41,17 +49,6 @@ def test_each_members_first_step_loss_equals_its_separate_run(extra, tmp_path):
         (f_step,), (s_step,) = (history(tmp_path, k, seed)["steps"] for k in ("fused", "separate"))
         assert f_step["step"] == s_step["step"] == 1
         assert f_step["train_loss"] == pytest.approx(s_step["train_loss"], abs=1e-5)
-
-
-def test_members_weights_after_training_equal_the_separate_runs(tmp_path):
-    cfgs = configs([3, 4], "trainer.max_steps=15", "regularizer=l2", "scheduler=cosine")
-    run_both(cfgs, tmp_path)
-    for seed in (3, 4):
-        f, s = (torch.load(tmp_path / k / str(seed) / "checkpoint.pt", weights_only=True)["model"]
-                for k in ("fused", "separate"))  # fmt: skip
-        assert f.keys() == s.keys()
-        for name in f:
-            torch.testing.assert_close(f[name], s[name], atol=1e-5, rtol=1e-4)
 
 
 def test_a_five_seed_sweep_ends_where_the_separate_runs_end(tmp_path):
@@ -90,21 +87,24 @@ def test_fusion_applies_only_to_seed_only_differences():
     assert "seed" in why_not_fusable(configs([0, 1]) + configs([1]))
     differ = [compose([*QUIET, "seed=0"]), compose([*QUIET, "seed=1", "optimizer.lr=0.1"])]
     assert "differ" in why_not_fusable(differ)
-    assert "stats" in why_not_fusable([compose(["seed=0"]), compose(["seed=1"])])
-    assert "model=cnn" in why_not_fusable(configs([0, 1], "model=cnn"))
+    assert why_not_fusable([compose(["seed=0"]), compose(["seed=1"])]) is None  # stats on
+    assert why_not_fusable(configs([0, 1], "model=cnn")) is None
+    assert "ema" in why_not_fusable(configs([0, 1], "trainer.ema_decay=0.9"))
     with pytest.raises(FusionUnsupported):
-        train_fused(configs([0, 1], "model=cnn"), ["a", "b"])
+        train_fused(configs([0, 1], "trainer.ema_decay=0.9"), ["a", "b"])
 
 
-def test_layers_with_per_member_parameters_have_no_fused_form_yet():
-    models = [prepare(c)[3] for c in configs([0, 1], "activation=prelu")]
-    with pytest.raises(FusionUnsupported, match="PReLU"):
-        fuse(models)
+def test_layers_with_buffers_other_than_batch_norm_have_no_fused_form():
+    models = [prepare(c)[3] for c in configs([0, 1])]
+    for m in models:
+        m.blocks[0].act.register_buffer("state", torch.zeros(1))
+    with pytest.raises(FusionUnsupported, match="ReLU has parameters or buffers"):
+        fuse(models, [torch.Generator() for _ in models])
 
 
 def test_member_state_dict_is_the_unfused_models_own(tmp_path):
     models = [prepare(c)[3] for c in configs([5, 6], "norm=batch")]
-    fused = fuse(models)
+    fused = fuse(models, [torch.Generator() for _ in models])
     for k, model in enumerate(models):
         state = fused.member_state_dict(k)
         assert state.keys() == model.state_dict().keys()

@@ -11,7 +11,7 @@ import pytest
 
 from trainlab.sweep_fusion import seed_groups
 
-TINY = ["trainer.epochs=1", "model.width=16", "stats.enabled=false", "threads=1"]
+TINY = ["trainer.epochs=1", "model.width=16", "threads=1"]  # statistics on, as by default
 
 
 def sweep(tmp_path: Path, *args: str, activations: str = "relu,tanh") -> list[dict]:
@@ -41,10 +41,11 @@ def test_a_sweep_fuses_its_seeds_by_default_and_not_when_switched_off(fuse, tmp_
     summaries = sweep(tmp_path, f"hydra.launcher.fuse={str(fuse).lower()}")
     assert all(s["status"] == "completed" for s in summaries)
     assert all(("fused" in s) == fuse for s in summaries)
+    assert all("act_std_first" in s["metrics"] for s in summaries)  # statistics per member
     if fuse:
         assert sorted(s["fused"]["members"] for s in summaries) == [3] * 6
 
 
 def test_a_sweep_falls_back_to_separate_jobs_where_fusion_does_not_apply(tmp_path):
-    summaries = sweep(tmp_path, "model=cnn", activations="prelu,relu")  # no fused CNN, PReLU
+    summaries = sweep(tmp_path, "trainer.ema_decay=0.9")  # averaged weights: not fused
     assert all(s["status"] == "completed" and "fused" not in s for s in summaries)

@@ -8,10 +8,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from test_sweeps import job_dirs, summary
+from test_sweeps import job_dirs, running_job, summary
 
 TINY = ["data.subset=64", "model.width=8", "trainer.progress=never"]
 
@@ -24,19 +23,8 @@ def test_a_killed_job_takes_no_other_with_it(tmp_path: Path) -> None:
         [sys.executable, "-m", "trainlab", *args], cwd=tmp_path, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
-    victim, deadline = None, time.monotonic() + 240
-    while victim is None and time.monotonic() < deadline:
-        for job in job_dirs(sweep_dir).values():
-            try:
-                s = summary(job)
-            except (OSError, ValueError):
-                continue
-            if s.get("status") == "running" and (job / "checkpoint.pt").exists():
-                victim = job
-                os.kill(s["pid"], signal.SIGKILL)  # the job's own process, not the launcher
-                break
-        time.sleep(0.05)
-    assert victim is not None
+    _, running = running_job(sweep_dir, 240)
+    os.kill(running["pid"], signal.SIGKILL)  # the job's own process, not the launcher
     out, err = proc.communicate(timeout=400)
     assert proc.returncode == 1, err[-2000:]  # a job did not finish: the sweep says so
     assert "killed by SIGKILL; the other jobs go on" in out + err

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from test_compare import history, make_job, summary
+from test_compare import AT_LEAST, GRID, RANDOM, history, make_job, make_search, summary
 
 from trainlab.cli import main
-from trainlab.compare import compare
+from trainlab.compare import compare, compare_searches
 from trainlab.hydra_app import complete_query
 from trainlab.report.html import job_counts, problem_kind
 from trainlab.report.index import write_index
@@ -80,9 +80,7 @@ def test_report_is_one_self_contained_page(compared) -> None:
     assert sorted(kinds) == ["diverged", "failed", "missing"]
     assert "1 confirmed" in page and "1 refuted" in page and "1 inconclusive" in page
     assert "0.920 ± 0.020 [95%" in page  # the results table with intervals
-    assert (
-        '<th class="ranked" title="the groups are ranked by this column">val_acc (ranked)' in page
-    )
+    assert '<th class="ranked" title="the rows are ranked by this column">val_acc (ranked)' in page
 
 
 def test_loss_on_a_log_axis_and_diverged_seeds_marked(compared) -> None:
@@ -185,7 +183,7 @@ def test_report_and_index_in_chromium(browser, compared, tmp_path: Path) -> None
     hrefs = browser.execute_script("return [...document.links].map(a => a.href)")
     assert len(hrefs) == 1
     browser.get(hrefs[0])  # the link resolves to the sweep's page
-    assert browser.title == "activations: trainlab comparison"
+    assert browser.title == "Experiment activations: trainlab compare"
     assert browser.find_element("tag name", "h1").text == "Experiment activations"
     widths = browser.execute_script(
         "return [...document.images].map(i => i.complete ? i.naturalWidth : 0)"
@@ -213,3 +211,15 @@ def test_problem_jobs_are_named_by_what_happened(tmp_path: Path) -> None:
     assert job_counts(jobs) == dict.fromkeys(
         ["completed", "diverged", "failed", "killed", "interrupted", "never started", "missing"], 1
     )
+
+
+def test_searches_get_a_page_too(tmp_path: Path) -> None:
+    a = make_search(tmp_path / "search", "hparam_search", RANDOM, [AT_LEAST])
+    b = make_search(tmp_path / "grid", "hparam_grid", GRID)
+    result = compare_searches([a, b], tmp_path / "out")
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert result.out_dir / "report.html" in result.files
+    assert "<h1>Searches hparam_search vs hparam_grid</h1>" in page
+    assert '<h2 id="per-seed">Per seed</h2>' in page and 'id="plots"' not in page
+    assert re.findall(r'<tr class="claim (\w+)">', page) == ["confirmed"]
+    assert "best_val_acc (best per seed) (ranked)" in page

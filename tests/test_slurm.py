@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from slurm_cluster import cluster, missing
-from test_sweeps import job_dirs, summary
+from test_sweeps import job_dirs, running_job, summary
 
 pytestmark = pytest.mark.slow
 
@@ -46,19 +45,9 @@ def test_a_slurm_sweep_survives_scancel_and_a_rerun_finishes_it(
             "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
     proc = subprocess.Popen(args, cwd=tmp_path, env=slurm, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    victim, deadline = None, time.monotonic() + 300
-    while victim is None and time.monotonic() < deadline and proc.poll() is None:
-        for job in job_dirs(sweep_dir).values():
-            try:
-                s = summary(job)
-            except (OSError, ValueError):
-                continue
-            if s.get("status") == "running" and (job / "checkpoint.pt").exists():
-                victim = s["slurm_job_id"]  # the Slurm job running this job
-                subprocess.run(["scancel", victim], env=slurm, check=True, timeout=30)
-                break
-        time.sleep(0.1)
-    assert victim is not None, proc.communicate(timeout=60)
+    _, running = running_job(sweep_dir)
+    victim = running["slurm_job_id"]  # the Slurm job running this job
+    subprocess.run(["scancel", victim], env=slurm, check=True, timeout=30)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 1, err[-3000:]  # one job did not finish: the sweep says so
     assert "CANCELLED" in out + err and "the other jobs go on" in out + err, out[-3000:]

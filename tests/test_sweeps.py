@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 TINY = ["data.subset=64", "trainer.epochs=1", "model.width=8", "model.depth=1", "threads=1"]
 AUTO_THREADS = [t for t in TINY if not t.startswith("threads=")]  # the launcher decides
@@ -80,6 +81,21 @@ def job_dirs(sweep_dir: Path) -> dict[str, Path]:
 
 def summary(job: Path) -> dict[str, Any]:
     return json.loads((job / "summary.json").read_text())
+
+
+def running_job(sweep_dir: Path, seconds: float = 300) -> tuple[Path, dict[str, Any]]:
+    """The first job of the sweep found running with a checkpoint: (directory, summary)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for job in job_dirs(sweep_dir).values():
+            try:
+                s = summary(job)
+            except (OSError, ValueError):
+                continue
+            if s.get("status") == "running" and (job / "checkpoint.pt").exists():
+                return job, s
+        time.sleep(0.05)
+    raise AssertionError(f"no job of {sweep_dir} ran within {seconds} s")
 
 
 def event_pids(job: Path) -> set[int]:
@@ -223,7 +239,9 @@ def test_failed_and_diverged_jobs_are_reported_and_the_rest_is_intact(tmp_path: 
 # ---------------------------------------------------------------- parallel launchers
 
 
-def test_joblib_runs_jobs_in_worker_processes_with_threads_per_job(tmp_path: Path) -> None:
+def test_joblib_runs_jobs_in_worker_processes_with_the_basic_launchers_numbers(
+    tmp_path: Path,
+) -> None:
     sweep_dir, proc = sweep(
         tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
         "activation=relu,tanh", "seed=0", *AUTO_THREADS,
@@ -231,14 +249,23 @@ def test_joblib_runs_jobs_in_worker_processes_with_threads_per_job(tmp_path: Pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = job_dirs(sweep_dir)
     assert len(jobs) == 2 and (sweep_dir / "comparison.md").is_file()
-    cores = len(os.sched_getaffinity(0))
+    (tmp_path / "basic").mkdir()  # one of the jobs under Hydra's basic launcher, in one process
+    basic_dir, one = sweep(tmp_path / "basic", "hydra/launcher=basic", "activation=relu", "seed=0",
+                           *AUTO_THREADS)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    (twin,) = job_dirs(basic_dir).values()
     for job in jobs.values():
         s = summary(job)
         assert s["status"] == "completed"
-        # cli._threads_per_job (cores / n_jobs), set inside the worker and in effect there
-        assert s["threads"] == max(1, cores // 2)
+        assert s["threads"] == 1  # tasks.threads_per_job: every launcher's default
         pids = event_pids(job)
         assert len(pids) == 1 and proc.pid not in pids  # trained in a loky worker, not the launcher
+    # the same job under the basic launcher: the same thread count, bitwise the same weights
+    assert summary(twin)["threads"] == 1
+    ours = torch.load(jobs[str(twin.relative_to(basic_dir))] / "checkpoint.pt", weights_only=True)
+    theirs = torch.load(twin / "checkpoint.pt", weights_only=True)
+    assert ours["model"].keys() == theirs["model"].keys()
+    assert all(torch.equal(v, theirs["model"][k]) for k, v in ours["model"].items())
 
 
 def test_submitit_local_runs_jobs_as_processes(tmp_path: Path) -> None:

@@ -16,8 +16,6 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from trainlab.errors import ConfigError
-
 log = logging.getLogger("trainlab")
 
 
@@ -65,40 +63,31 @@ class JobLine(Callback):
 
 
 class CompareOnMultirunEnd(Callback):
-    """Run compare on a training sweep; a broken compare is logged, never fails the sweep.
-
-    Once compare is written, the sweep exits 1 if any job failed (no summary, or status
-    "failed"); a diverged job is a result, not a failure. A sweep of another command (probe,
-    gradcheck) is not compared: each job either wrote its result file or failed.
+    """Run compare on a training sweep; the sweep exits as `trainlab compare` would (0, 1 if a
+    job failed, was killed or never started, 2 if nothing could be compared; compare.run_compare).
+    A sweep of another command (probe, gradcheck) is not compared: each job either wrote its
+    result file or failed.
     """
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from trainlab.compare import compare
-        from trainlab.report.terminal import format_terminal
+        from trainlab.compare import run_compare
 
         name = str(OmegaConf.select(config, "hydra.job.name", default="train"))
+        # Hydra's `now` resolver is cached on this config: same dir the launcher used.
+        sweep_dir = OmegaConf.select(config, "hydra.sweep.dir")
+        if sweep_dir is None:  # not a multirun's config
+            return
+        sweep_dir = str(sweep_dir)
+        if name != "train":
+            report_jobs(Path(sweep_dir), name)
+            return
         try:
-            # Hydra's `now` resolver is cached on this config: same dir the launcher used.
-            sweep_dir = str(config.hydra.sweep.dir)
-            if name != "train":
-                report_jobs(Path(sweep_dir), name)
-                return
-            result = compare(sweep_dir)
-        except ConfigError as err:  # no job directory below the sweep dir
-            log.warning("%s", err)
-            return
-        except Exception:  # the jobs' results matter more than their comparison
+            code = run_compare(sweep_dir)  # the exit codes of `trainlab compare`
+        except Exception:  # compare itself broke: the jobs' results are there
             log.exception("trainlab compare failed at the end of the multirun")
-            return
-        print(format_terminal(result))
-        failed = sum(job.status in ("failed", "missing") for job in result.jobs)
-        if failed:
-            print(
-                f"trainlab: {failed} of {len(result.jobs)} jobs failed "
-                f"(see {sweep_dir}/comparison.md)",
-                file=sys.stderr,
-            )
-            raise SystemExit(1)
+            code = 1
+        if code:
+            raise SystemExit(code)
 
 
 def report_jobs(sweep_dir: Path, name: str) -> None:

@@ -13,7 +13,7 @@ jobs by their overrides without the seed (trainlab/sweep.py), judges the experim
 `trainlab compare SWEEP_A SWEEP_B ... [--out DIR]` compares sweeps as hyperparameter searches
 (trainlab/searches.py): per search and seed, the best completed job by the ranking metric; a
 table of those per-seed bests, and the experiments' `cross_sweep_claims`. It only reads the
-sweeps, and writes comparison.md, comparison.csv and claims.json into DIR (default
+sweeps, and writes comparison.md, comparison.csv, claims.json and report.html into DIR (default
 SWEEP_A/<search>_vs_<search>/, so SWEEP_A's own comparison.md stays).
 """
 
@@ -32,7 +32,7 @@ from trainlab import ensembles
 from trainlab.claims import ClaimResult, check_claim, evaluate_claims
 from trainlab.errors import ConfigError
 from trainlab.io import atomic_write_text
-from trainlab.report.html import write_report
+from trainlab.report.html import write_report, write_search_report
 from trainlab.report.plots import write_plots
 from trainlab.report.search_tables import format_search_csv, format_search_markdown
 from trainlab.report.tables import format_csv, format_markdown
@@ -98,14 +98,26 @@ def read_claims(path: str | Path) -> list[dict[str, Any]]:
 
 
 def run_compare(sweep_dir: str, claims_file: str | None = None, out_dir: str | None = None) -> int:
-    """CLI entry: compare, print the table and claims; exit code 2 for a directory that is not
-    one sweep, a bad claims file, or outputs that cannot be written."""
+    """`trainlab compare SWEEP` and the end of every training sweep (callbacks.py), with the
+    same exit codes: 0 every job completed or diverged (a diverged run is a result); 1 the
+    comparison is written but some job failed, was killed or interrupted, or never started;
+    2 nothing compared, one line why: not one sweep's directory, a bad claims file, outputs
+    that cannot be written (a full disk: what was there before stays whole)."""
     try:
         result = compare(sweep_dir, claims_file, out_dir)
     except ConfigError as err:
         print(str(err), file=sys.stderr)
         return 2
+    except OSError as err:  # matplotlib, TensorBoard: anything compare writes
+        where = err.filename or out_dir or sweep_dir
+        print(f"trainlab compare: cannot write {where}: {err.strerror or err}", file=sys.stderr)
+        return 2
     print(format_terminal(result))
+    failed = sum(job.status in ("failed", "missing") for job in result.jobs)
+    if failed:
+        print(f"trainlab: {failed} of {len(result.jobs)} jobs failed "
+              f"(see {result.out / 'comparison.md'})", file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 
@@ -188,3 +200,4 @@ def write_search_outputs(result: SearchComparison) -> None:
     out = make_dir(result.out_dir)
     texts = (format_search_markdown(result), format_search_csv(result), claims_json(result.claims))
     result.files += write_texts(out, dict(zip(OUTPUT_FILES, texts, strict=True)))
+    result.files.append(write_search_report(result))

@@ -128,15 +128,21 @@ def values(cfg: DictConfig, keys: list[Key], own: dict[str, Any]) -> dict[str, A
     }
 
 
-def group_name(cfg: DictConfig) -> str:
-    """The config without its seed: the seeds of one configuration share it."""
+def group_name(cfg: DictConfig, varying: dict[str, Any]) -> str:
+    """The seeds of one configuration share it: the values of the varying keys (TensorBoard's
+    trial id) and a hash of the config without its seed."""
     container = OmegaConf.to_container(cfg, resolve=True)
     container.pop("seed", None)
     for key in NOT_HASHED:
         node, leaf = key.rsplit(".", 1)
         container.get(node, {}).pop(leaf, None)
     text = json.dumps(container, sort_keys=True, default=str)
-    return "config-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+    label = ",".join(f"{k}={_short(v)}" for k, v in varying.items()) or "config"
+    return f"{label} #{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def _short(value: Any) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def session_summaries(cfg: DictConfig) -> list[Summary]:
@@ -144,10 +150,12 @@ def session_summaries(cfg: DictConfig) -> list[Summary]:
     keys, own = sweep_keys()
     infos = [_info(k) for k in keys]
     metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=m)) for m in METRICS]
+    run = values(cfg, keys, own)
+    varying = {k.name: run[k.name] for k in keys if k.differs}
     start = plugin_data_pb2.SessionStartInfo(
-        group_name=group_name(cfg), start_time_secs=time.time()
+        group_name=group_name(cfg, varying), start_time_secs=time.time()
     )
-    for name, value in values(cfg, keys, own).items():
+    for name, value in run.items():
         _set(start.hparams[name], value)
     return [
         _summary(metadata.EXPERIMENT_TAG, experiment=api_pb2.Experiment(

@@ -158,7 +158,7 @@ class GradcheckConf:
 class Config:
     seed: int = 0
     device: str = "auto"  # auto (cuda when available), cpu, cuda
-    threads: int | None = None  # torch threads; None: torch's default (sweeps set it per job)
+    threads: int | None = None  # torch threads; None: all cores, 1 per sweep job (tasks.py)
     data: DataConf = MISSING
     model: Any = MISSING  # typed by mlp_model_schema or cnn_model_schema
     activation: ActivationConf = MISSING

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -62,8 +63,31 @@ PRE_STATS = ("mean", "std", "nonfinite")  # logged for the input of each nonline
 # --- the monitor the training loop calls -------------------------------------------------------
 
 
+@dataclass(eq=False)
+class MemberStats:
+    """One model's captures and where they are logged (a fused model has one per member)."""
+
+    writer: Any = None
+    active: bool = True  # False: a fused member that diverged, no longer logged
+    first: diagnostics.Snapshot | None = None  # the capture at step 0
+    last: diagnostics.Snapshot | None = None  # the latest capture
+    last_hists: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+
+    def summary_metrics(self) -> dict[str, Any]:
+        return diagnostics.summary_metrics(self.first, self.last)
+
+    def diagnostics(self) -> list[str]:
+        return diagnostics.diagnose(self.first, self.last)
+
+
 class Monitor:
-    """Activation, gradient and update statistics at step 0 and every `stats.every` steps."""
+    """Activation, gradient and update statistics at step 0 and every `stats.every` steps.
+
+    `writers` (one per member) makes it the monitor of a fused model (trainlab.fused_models):
+    its tensors carry the members first and `model.affine_layers()` names its stacked
+    weights (K, out, in); each member gets the statistics, TensorBoard tags and diagnostics
+    its own run would get (`members[k]`).
+    """
 
     def __init__(
         self,
@@ -73,8 +97,9 @@ class Monitor:
         *,
         max_batch: int | None = None,
         layout: bool = True,  # False: a resumed run's events already hold the chart layout
+        writers: list[Any] | None = None,
     ) -> None:
-        self.model, self.writer = model, writer
+        self.model = model
         self.every, self.histogram_every = cfg.stats.every, cfg.stats.histogram_every
         self.pre_activation = cfg.stats.pre_activation
         self.max_batch = max_batch or cfg.stats.max_batch
@@ -83,20 +108,28 @@ class Monitor:
         self.low, self.high = act.saturation_low, act.saturation_high
         self.layers = hooked_layers(model)
         self.layer_names = [name for name, _ in self.layers]
+        self.fused = 0 if writers is None else len(writers)  # members of a fused model
+        self.members = [MemberStats(w) for w in ([writer] if writers is None else writers)]
         self.weights = [  # frozen layers (transfer) have no gradient or update to measure
             (f"{name}.weight", layer.weight)
-            for name, layer in affine_layers(model)
+            for name, layer in (model.affine_layers() if self.fused else affine_layers(model))
             if layer.weight.requires_grad
         ]
         self.weight_names = [name for name, _ in self.weights]
-        self.first: diagnostics.Snapshot | None = None  # the capture at step 0
-        self.last: diagnostics.Snapshot | None = None  # the latest capture
-        self.last_hists: dict[tuple[str, str], list[float]] = {}
         self._capture: Capture | None = None
-        self._weight_stats: Tensor | None = None  # (weights, 3): std, norm, grad norm
+        self._weight_stats: Tensor | None = None  # (members, weights, 3): std, norm, grad norm
         self._before: list[Tensor] = []  # weights before the step, on capture steps only
-        if writer is not None and layout:
-            tb.add_multiline_layout(writer, self.charts())
+        for member in self.members:
+            if member.writer is not None and layout:
+                tb.add_multiline_layout(member.writer, self.charts())
+
+    # an unfused model's monitor is its one member's
+    writer = property(lambda self: self.members[0].writer)
+    first = property(lambda self: self.members[0].first,
+                     lambda self, snap: setattr(self.members[0], "first", snap))  # fmt: skip
+    last = property(lambda self: self.members[0].last,
+                    lambda self, snap: setattr(self.members[0], "last", snap))  # fmt: skip
+    last_hists = property(lambda self: self.members[0].last_hists)
 
     def charts(self) -> dict[str, dict[str, list[str]]]:
         """One custom-scalars chart per statistic, drawing every tag of it (a regex): the same
@@ -124,6 +157,7 @@ class Monitor:
             pre_activation=self.pre_activation,
             max_batch=self.max_batch,
             bins=bins,
+            members=self.fused,
         )
         return self._capture.hooks()
 
@@ -135,16 +169,20 @@ class Monitor:
         """
         if self._capture is None or not self.capturing(step):
             return
+        m = max(self.fused, 1)
         weights = [w.detach() for _, w in self.weights]
-        grads = [w.grad if w.grad is not None else torch.zeros_like(w) for _, w in self.weights]
+        flat = [w.reshape(m, -1) for w in weights]  # (members, numel): one row per member
+        grads = [torch.zeros_like(f) if w.grad is None else w.grad.reshape(m, -1)
+                 for f, (_, w) in zip(flat, self.weights, strict=True)]  # fmt: skip
+        norm = torch.linalg.vector_norm
         self._weight_stats = torch.stack(
             [
-                torch.stack([w.std() for w in weights]),
-                torch.stack(torch._foreach_norm(weights)),  # one fused call for all tensors
-                torch.stack(torch._foreach_norm(grads)),
+                torch.stack([f.std(1) for f in flat], dim=1),
+                torch.stack([norm(f, dim=1) for f in flat], dim=1),
+                torch.stack([norm(g, dim=1) for g in grads], dim=1),
             ],
-            dim=1,
-        )  # fmt: skip (weights, 3)
+            dim=2,
+        )  # fmt: skip (members, weights, 3)
         self._before = [w.clone() for w in weights]
 
     def after_step(self, step: int, optimizer: Any = None) -> None:
@@ -154,47 +192,56 @@ class Monitor:
             return
         self.flush(step, self.update_norms())
         if optimizer is not None:
-            self.last.lr_factor = diagnostics.lr_factor(optimizer)
+            factor = diagnostics.lr_factor(optimizer)
+            for member in self.members:
+                if member.active and member.last is not None:
+                    member.last.lr_factor = factor  # the snapshot flush just made
 
     def update_norms(self) -> Tensor:
-        """(weights,) ||w_after - w_before|| on the device; releases the snapshot."""
+        """(members, weights) ||w_after - w_before|| on the device; releases the snapshot."""
         after = [w.detach() for _, w in self.weights]
-        norms = torch.stack(torch._foreach_norm(torch._foreach_sub(after, self._before)))
+        steps = torch._foreach_sub(after, self._before)
+        m = max(self.fused, 1)
+        norms = torch.stack([torch.linalg.vector_norm(d.reshape(m, -1), dim=1) for d in steps], 1)
         self._before = []
         return norms
 
     def flush(self, step: int, update_norms: Tensor | None = None) -> None:
-        """Move the capture to the CPU in one copy, log it and keep it as a Snapshot.
+        """Move the capture to the CPU in one copy, log it and keep it as a Snapshot per member.
 
         The probe calls this directly after backward: no step taken, no update ratio.
         """
         capture, self._capture = self._capture, None
         if capture is None:
             return
-        acts = capture.stacked()  # (rows, RAW)
+        acts = capture.stacked()  # (rows, members, RAW)
+        m, n = acts.shape[1], len(self.weights)
         weights = self._weight_stats
         if weights is None:
-            weights = torch.full((len(self.weights), 3), math.nan, device=acts.device)
+            weights = torch.full((m, n, 3), math.nan, device=acts.device)
         if update_norms is None:
-            update_norms = torch.full((len(self.weights),), math.nan, device=acts.device)
+            update_norms = torch.full((m, n), math.nan, device=acts.device)
         hist_rows = [row for row in capture.rows() if row in capture.hists]
-        parts = [acts.flatten(), weights.flatten(), update_norms]
+        parts = [acts.transpose(0, 1).reshape(m, -1), weights.reshape(m, -1), update_norms]
         parts += [capture.hists[row] for row in hist_rows]
-        flat = torch.cat(parts).cpu().tolist()  # the one device-to-host copy of this capture
+        table = torch.cat(parts, dim=1).cpu().tolist()  # the one device-to-host copy
         self._weight_stats = None
-        snap = self._snapshot(step, capture, flat[: acts.numel()], flat[acts.numel() :])
-        offset = acts.numel() + weights.numel() + update_norms.numel()
+        n_acts, offset = acts[:, 0].numel(), acts[:, 0].numel() + 4 * n
         width = len(HIST_HEAD) + capture.bins
-        self.last_hists = {row: flat[offset + i * width:offset + (i + 1) * width]
-                           for i, row in enumerate(hist_rows)}  # fmt: skip
-        if self.first is None:
-            self.first = snap
-        self.last = snap
-        if self.writer is not None:
-            log_snapshot(self.writer, snap)
-            for (kind, name), hist in self.last_hists.items():
-                log_histogram(self.writer, f"{'pre' if kind == 'pre' else 'act'}_hist/{name}",
-                              hist, step)  # fmt: skip
+        for member, flat in zip(self.members, table, strict=True):
+            if not member.active:
+                continue
+            snap = self._snapshot(step, capture, flat[:n_acts], flat[n_acts:offset])
+            member.last_hists = {row: flat[offset + i * width:offset + (i + 1) * width]
+                                 for i, row in enumerate(hist_rows)}  # fmt: skip
+            if member.first is None:
+                member.first = snap
+            member.last = snap
+            if member.writer is not None:
+                log_snapshot(member.writer, snap)
+                for (kind, name), hist in member.last_hists.items():
+                    log_histogram(member.writer, f"{'pre' if kind == 'pre' else 'act'}_hist/{name}",
+                                  hist, step)  # fmt: skip
 
     def _snapshot(
         self, step: int, capture: Capture, acts: list[float], weights: list[float]
@@ -212,10 +259,10 @@ class Monitor:
         return snap
 
     def summary_metrics(self) -> dict[str, Any]:
-        return diagnostics.summary_metrics(self.first, self.last)
+        return self.members[0].summary_metrics()
 
     def diagnostics(self) -> list[str]:
-        return diagnostics.diagnose(self.first, self.last)
+        return self.members[0].diagnostics()
 
 
 # --- TensorBoard -------------------------------------------------------------------------------

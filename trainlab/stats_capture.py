@@ -20,9 +20,9 @@ from trainlab.stats_reduce import (
     RAW,
     count_units,
     finish_stats,
-    raw_stats,
+    member_histograms,
+    member_raw_stats,
     saturates_at_zero,
-    tensor_histogram,
 )
 
 
@@ -59,13 +59,15 @@ class Capture:
         pre_activation: bool = False,
         max_batch: int | None = None,
         bins: int = 0,
+        members: int = 0,
     ) -> None:
         self.model, self.layers = model, layers
         self.low, self.high = low, high
         self.pre_activation, self.max_batch, self.bins = pre_activation, max_batch, bins
-        self.stats: dict[tuple[str, str], Tensor] = {}  # (kind, name) -> (RAW,) on device
+        self.members = members  # K: a fused model's tensors carry K members first (K, B, ...)
+        self.stats: dict[tuple[str, str], Tensor] = {}  # (kind, name) -> (M, RAW) on device
         self.shapes: dict[tuple[str, str], tuple[int, int, bool]] = {}  # for finish_stats
-        self.hists: dict[tuple[str, str], Tensor] = {}  # (kind, name) -> (5 + bins,) on device
+        self.hists: dict[tuple[str, str], Tensor] = {}  # (kind, name) -> (M, 5 + bins)
 
     def rows(self) -> list[tuple[str, str]]:
         """(kind, name) in forward order: ("input", "input"), then ("pre", n)?, ("act", n)."""
@@ -107,20 +109,21 @@ class Capture:
     def _record(
         self, key: tuple[str, str], y: Tensor, low: float | None, high: float | None
     ) -> None:
-        y = y.detach()[: self.max_batch]  # a view: the first max_batch examples
-        self.stats[key] = raw_stats(y, low, high)
-        self.shapes[key] = (y.numel(), count_units(y), saturates_at_zero(low, high))
+        y = y.detach()  # then views: each member's first max_batch examples
+        y = y[:, : self.max_batch] if self.members else y[: self.max_batch].unsqueeze(0)
+        self.stats[key] = member_raw_stats(y, low, high)
+        self.shapes[key] = (y[0].numel(), count_units(y[0]), saturates_at_zero(low, high))
         if self.bins:
-            self.hists[key] = tensor_histogram(y, self.bins)
+            self.hists[key] = member_histograms(y, self.bins)
 
     def stacked(self) -> Tensor:
-        """(rows, RAW) on the device; NaN for a layer the forward did not reach."""
+        """(rows, M, RAW) on the device (M = 1 unfused); NaN for a layer not reached."""
         device = next(iter(self.stats.values())).device if self.stats else None
-        missing = torch.full((RAW,), math.nan, device=device)
+        missing = torch.full((max(self.members, 1), RAW), math.nan, device=device)
         return torch.stack([self.stats.get(row, missing) for row in self.rows()])
 
     def finish(self, values: list[float]) -> list[dict[str, float]]:
-        """stacked(), copied to the host as a flat list -> one STATS dict per row."""
+        """One member's stacked() rows, copied to the host as a flat list -> a STATS dict per row."""
         return [
             finish_stats(values[i * RAW : (i + 1) * RAW], *self.shapes.get(row, (1, 1, False)))
             for i, row in enumerate(self.rows())

@@ -21,26 +21,38 @@ INPUT = "input"
 
 
 def raw_stats(y: Tensor, low: float | None = None, high: float | None = None) -> Tensor:
-    """(RAW,) on y's device, no host sync: what finish_stats turns into STATS.
+    """(RAW,) on y's device, no host sync: what finish_stats turns into STATS."""
+    return member_raw_stats(y.unsqueeze(0), low, high)[0]
+
+
+def member_raw_stats(y: Tensor, low: float | None = None, high: float | None = None) -> Tensor:
+    """(M, RAW) for y (M, B, ...): raw_stats of every member y[m], in one set of reductions.
 
     Non-finite values become 0 stand-ins (a histogram would drop them silently); they are
     counted, and finish_stats takes them out of every other statistic. Only reductions run
-    here, no scalar arithmetic: on small tensors each op costs its launch.
+    here, no scalar arithmetic: on small tensors each op costs its launch. A fused model's
+    tensors carry its members first; an ordinary model's is one member (y.unsqueeze(0)).
     """
     y = y.detach().float()
-    yf = y.nan_to_num(0.0, 0.0, 0.0)
-    shift = yf.mean()  # the mean of all slots: centres the sum of squares (exact for tiny stds)
-    saturated = [torch.count_nonzero(yf <= low)] if low is not None else []
-    saturated += [torch.count_nonzero(yf >= high)] if high is not None else []
-    unit_dims = [d for d in range(y.dim()) if d != 1]  # units: dim 1 (features or channels)
+    if y.dim() == 2:  # (M, B): one unit per member
+        y = y.unsqueeze(2)
+    flat = y.reshape(len(y), -1)
+    yf = flat.nan_to_num(0.0, 0.0, 0.0)
+    shift = yf.mean(1, keepdim=True)  # the mean of all slots: centres the sum of squares
+    saturated = torch.zeros(len(y), device=y.device)
+    if low is not None:
+        saturated = saturated + torch.count_nonzero(yf <= low, dim=1)
+    if high is not None:
+        saturated = saturated + torch.count_nonzero(yf >= high, dim=1)
+    unit_dims = [d for d in range(1, y.dim()) if d != 2]  # units: dim 2 (features, channels)
     return torch.stack([
-        shift,
-        torch.linalg.vector_norm(yf - shift),
-        sum(saturated) if saturated else torch.zeros((), device=y.device),
-        torch.count_nonzero(yf),
-        torch.count_nonzero(y.abs().amax(dim=unit_dims)),  # units not 0 everywhere (NaN: alive)
-        torch.count_nonzero(y - y),  # NaN exactly where y is inf or NaN
-    ]).float()  # fmt: skip
+        shift[:, 0],
+        torch.linalg.vector_norm(yf - shift, dim=1),
+        saturated,
+        torch.count_nonzero(yf, dim=1),
+        torch.count_nonzero(y.abs().amax(dim=unit_dims), dim=1),  # units not 0 everywhere
+        torch.count_nonzero(flat - flat, dim=1),  # NaN exactly where y is inf or NaN
+    ], dim=1).float()  # fmt: skip
 
 
 def finish_stats(
@@ -87,14 +99,21 @@ def saturates_at_zero(low: float | None, high: float | None) -> bool:
 def tensor_histogram(y: Tensor, bins: int = BINS) -> Tensor:
     """(5 + bins,) on y's device: min, max, count, sum, sum of squares, then equal-width counts
     between min and max, of the finite values only (TensorBoard's raw histogram)."""
-    y = y.detach().float().flatten()
+    return member_histograms(y.unsqueeze(0), bins)[0]
+
+
+def member_histograms(y: Tensor, bins: int = BINS) -> Tensor:
+    """(M, 5 + bins): tensor_histogram of every member y[m] of y (M, B, ...) at once."""
+    y = y.detach().float().reshape(len(y), -1)
     finite = torch.isfinite(y)
     big = torch.finfo(torch.float32).max
-    lo, hi = torch.where(finite, y, big).min(), torch.where(finite, y, -big).max()
+    lo = torch.where(finite, y, big).amin(1, keepdim=True)
+    hi = torch.where(finite, y, -big).amax(1, keepdim=True)
     yf = torch.where(finite, y, lo)
     width = ((hi - lo) / bins).clamp(min=1e-30)
     idx = ((yf - lo) / width).nan_to_num(0.0).clamp(0, bins - 1).long()
     weight = finite.float()
-    counts = torch.zeros(bins, device=y.device).scatter_add_(0, idx, weight)
-    head = torch.stack([lo, hi, weight.sum(), (yf * weight).sum(), (yf.square() * weight).sum()])
-    return torch.cat([head, counts])
+    counts = torch.zeros(len(y), bins, device=y.device).scatter_add_(1, idx, weight)
+    sums = [weight.sum(1), (yf * weight).sum(1), (yf.square() * weight).sum(1)]
+    head = torch.stack([lo[:, 0], hi[:, 0], *sums], dim=1)
+    return torch.cat([head, counts], dim=1)

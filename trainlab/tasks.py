@@ -98,18 +98,10 @@ def save_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
         atomic_write_text(out / name, OmegaConf.to_yaml(node))
 
 
-def threads_per_job() -> int | None:
-    """Torch threads for one sweep job, so that parallel jobs don't oversubscribe the cores.
-
-    None (torch's default, every core) when jobs run one at a time (the basic launcher).
-    """
-    launcher = HydraConfig.get().launcher
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if launcher.get("cpus_per_task"):  # submitit: the job's own allocation
-        return int(launcher.cpus_per_task)
-    n_jobs = launcher.get("n_jobs")  # joblib; -1 means one job per core
-    if n_jobs is not None:
-        return 1 if n_jobs < 0 else max(1, (cores or 1) // n_jobs)
-    if "submitit" in str(launcher.get("_target_", "")):  # submitit_local starts every job at once
-        return 1
-    return None
+def threads_per_job() -> int:
+    """Torch threads for a sweep job that does not set `threads`: the same under every launcher
+    (basic, fused, joblib, pool, submitit), so that the launcher never changes a job's numbers
+    and parallel jobs never oversubscribe the cores: 1, or the job's own allocation when the
+    launcher has one (`hydra.launcher.cpus_per_task` under submitit/Slurm)."""
+    cpus = HydraConfig.get().launcher.get("cpus_per_task")
+    return int(cpus) if cpus else 1

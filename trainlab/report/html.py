@@ -20,6 +20,13 @@ from trainlab.claims import ClaimResult
 from trainlab.fmt import fmt_num
 from trainlab.io import atomic_write_text
 from trainlab.report.ensembles import METHOD, ensemble_table
+from trainlab.report.search_tables import (
+    search_headers,
+    search_intro,
+    search_rows,
+    seed_headers,
+    seed_rows,
+)
 from trainlab.report.tables import (
     intro_lines,
     rel_path,
@@ -27,6 +34,7 @@ from trainlab.report.tables import (
     result_rows,
     table_metrics,
 )
+from trainlab.searches import SearchComparison
 from trainlab.sweep import Comparison, Job
 
 VERDICTS = ("confirmed", "refuted", "inconclusive")
@@ -58,25 +66,72 @@ def write_report(result: Comparison, plots: Sequence[Path]) -> Path:
 
 def format_report(result: Comparison, plots: Sequence[Path]) -> str:
     exp = result.experiment
-    context = {
-        "title": exp.get("name") or result.sweep_dir.name,
-        "description": exp.get("description") or "",
-        "sweep": str(result.sweep_dir),
-        "written": now(),
-        "intro": intro_lines(result)[1:] if exp.get("name") else intro_lines(result),
-        "job_counts": job_counts(result.jobs),
-        "verdict_counts": verdict_counts(result.claims),
-        "claims": [claim_view(c) for c in result.claims],
-        "results": (result_headers(result), result_rows(result, interval=True)),
-        "ranked_column": ranked_column(result),
-        "ensembles": ensemble_table(result.ensembles) if result.ensembles else None,
-        "ensemble_method": METHOD,
-        "plots": [plot_view(p) for p in plots],
-        "problems": [problem_view(j, result.sweep_dir) for j in result.jobs],
-    }
-    context["problems"] = [p for p in context["problems"] if p]
-    context["has_mde"] = any(p["mde"] != "–" for c in context["claims"] for p in c["parts"])
-    return environment().get_template("report.html.j2").render(**context)
+    tables = [table("results", "Results", result_headers(result),
+                    result_rows(result, interval=True), ranked=ranked_column(result))]  # fmt: skip
+    if result.ensembles:
+        tables.append(table("ensembles", "Ensembles", *ensemble_table(result.ensembles), METHOD))
+    return render(
+        title=f"Experiment {exp.get('name') or result.sweep_dir.name}",
+        description=exp.get("description") or "",
+        sweep=str(result.sweep_dir),
+        intro=intro_lines(result)[1:] if exp.get("name") else intro_lines(result),
+        jobs=result.jobs,
+        claims=result.claims,
+        tables=tables,
+        plots=[plot_view(p) for p in plots],
+        problems=[problem_view(j, result.sweep_dir) for j in result.jobs],
+    )
+
+
+def format_search_report(result: SearchComparison) -> str:
+    """The page of several sweeps compared as searches: no plots, the per-seed table."""
+    header = search_headers(result)
+    tables = [
+        table("results", "Results", header, search_rows(result, True), ranked=header.index(
+            f"{result.rank_by} (best per seed)")),
+        table("per-seed", "Per seed", seed_headers(result), seed_rows(result)),
+    ]  # fmt: skip
+    return render(
+        title="Searches " + " vs ".join(s.label for s in result.searches),
+        description="",
+        sweep=", ".join(str(s.sweep_dir) for s in result.searches),
+        intro=search_intro(result),
+        jobs=[j for s in result.searches for j in s.jobs],
+        claims=result.claims,
+        tables=tables,
+        plots=None,
+        problems=[problem_view(j, s.sweep_dir, s.label) for s in result.searches for j in s.jobs],
+    )
+
+
+def table(
+    id_: str, title: str, header: list[str], rows: list[list[str]], note: str = "", ranked: int = -1
+) -> dict[str, Any]:
+    return {"id": id_, "title": title, "header": header, "rows": rows, "note": note,
+            "ranked": ranked}  # fmt: skip
+
+
+def render(jobs: Sequence[Job], claims: Sequence[ClaimResult], problems: list, **context) -> str:
+    views = [claim_view(c) for c in claims]
+    return (
+        environment()
+        .get_template("report.html.j2")
+        .render(
+            written=now(),
+            job_counts=job_counts(jobs),
+            verdict_counts=verdict_counts(claims),
+            claims=views,
+            has_mde=any(p["mde"] != "–" for c in views for p in c["parts"]),
+            problems=[p for p in problems if p],
+            **context,
+        )
+    )
+
+
+def write_search_report(result: SearchComparison) -> Path:
+    path = result.out_dir / "report.html"
+    atomic_write_text(path, format_search_report(result))
+    return path
 
 
 def ranked_column(result: Comparison) -> int:
@@ -108,11 +163,12 @@ def problem_kind(job: Job) -> str | None:
     return next((k for k in PROBLEM_KINDS[2:5] if job.reason.startswith(k)), "missing")
 
 
-def problem_view(job: Job, root: Path) -> dict[str, str] | None:
+def problem_view(job: Job, root: Path, search: str = "") -> dict[str, str] | None:
     kind = problem_kind(job)
     if kind is None:
         return None
-    return {"kind": kind, "job": rel_path(job.path, root), "reason": job.reason}
+    where = f"{search}: " if search else ""
+    return {"kind": kind, "job": where + rel_path(job.path, root), "reason": job.reason}
 
 
 def plot_view(path: Path) -> dict[str, str]:

@@ -132,5 +132,8 @@ def format_search_terminal(result: SearchComparison) -> str:
     parts += ["", *claim_table(result.claims, CROSS)]
     if any(j.status != "completed" for s in result.searches for j in s.jobs):
         parts += ["", "Failed, diverged and missing jobs:", *search_problem_lines(result)]
-    parts += ["", f"Wrote {result.out_dir / 'comparison.md'} (and comparison.csv, claims.json)"]
+    parts += [
+        "",
+        f"Wrote {result.out_dir / 'comparison.md'} (and comparison.csv, claims.json, report.html)",
+    ]
     return "\n".join(parts)

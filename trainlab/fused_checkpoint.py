@@ -1,0 +1,93 @@
+"""Each member of a fused run checkpointed in the standard format (trainlab.checkpoint), as its
+own run would be: when the run is killed, running the sweep again resumes every member
+separately (trainlab.train) from its own checkpoint, and a finished member is skipped.
+
+A member's checkpoint holds its own model (FusedModel.member_state_dict), its own optimiser
+state (its slice of every fused state tensor, under the parameter order of an optimiser
+built over its own model), the shared schedule, its data generator and, as the global RNG
+state its run's dropout draws from, its dropout generator's state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from trainlab import build, checkpoint
+from trainlab.checkpoint import Run
+from trainlab.fused_records import Group
+from trainlab.io import write_json
+
+
+def save(g: Group, finished: bool = False) -> None:
+    """Every live member's checkpoint and history, where its own run would write them."""
+    for k, m in enumerate(g.members):
+        if m.alive and m.cfg.trainer.checkpoint:
+            checkpoint.save(m.run_dir / "checkpoint.pt", member_state(g, k, finished))
+            write_json(m.run_dir / "history.json", m.history)
+
+
+def member_state(g: Group, k: int, finished: bool) -> dict[str, Any]:
+    """checkpoint.gather of member k as if it had trained alone, plus `fused`: the group."""
+    m = g.members[k]
+    m.model.load_state_dict(g.model.member_state_dict(k))
+    if m.optimizer is None:
+        m.optimizer = build.build_optimizer(m.cfg, m.model)
+    run = Run(
+        m.cfg, m.run_dir, m.summary["config_hash"], m.summary, device=g.device, model=m.model,
+        preprocess=g.preprocess, optimizer=m.optimizer, scheduler=g.scheduler,
+        generator=g.generators[k], monitor=m.stats, writer=m.writer, step=g.step,
+        epoch=g.epoch, batch_start=g.batch_start,
+        perm=None if g.perms is None else g.perms[k].clone(), window=g.window[k].clone(),
+        epoch_sums=g.epoch_sums[k].clone(), target_ring=g.ring[:, :, k].clone(),
+        target_hit=g.hit[k].clone(), last_sync=m.last_sync, lr=g.lr, history=m.history,
+        best_val_acc=m.best_val_acc, train_time_s=g.train_time, epoch_train_s=g.epoch_train_s,
+        clock=g.clock,
+    )  # fmt: skip
+    state = checkpoint.gather(run, finished=finished)
+    state["optimizer"] = member_optimizer_state(g.optimizer, m.optimizer, len(g.members), k)
+    dropout = g.dropout[k].get_state()
+    if g.device.type == "cpu":
+        state["rng"]["torch"] = dropout
+    else:
+        state["rng"]["cuda"] = [dropout]
+    state["fused"] = m.summary["fused"]
+    return state
+
+
+def member_optimizer_state(
+    fused: torch.optim.Optimizer, own: torch.optim.Optimizer, k_members: int, k: int
+) -> dict[str, Any]:
+    """`own`'s state_dict holding member k's slice of `fused`'s state.
+
+    Both optimisers list their parameters in the same order (decayed weights, then the rest,
+    in module order); a fused parameter holds its members along dim 0 ((K, ...) stacked or
+    (K*F,) concatenated), so member k's part of a state tensor is row k of (K, -1).
+    """
+    fused_params = [p for group in fused.param_groups for p in group["params"]]
+    own_params = [p for group in own.param_groups for p in group["params"]]
+    state = own.state_dict()
+    state["state"] = {}
+    for i, (fp, op) in enumerate(zip(fused_params, own_params, strict=True)):
+        if fp.numel() != k_members * op.numel():
+            raise RuntimeError(f"fused parameter {i} does not hold the member's {tuple(op.shape)}")
+        if fused.state.get(fp):
+            state["state"][i] = {
+                key: _member_part(value, fp, op, k_members, k)
+                for key, value in fused.state[fp].items()
+            }
+    for own_group, fused_group in zip(state["param_groups"], fused.param_groups, strict=True):
+        own_group.update({key: v for key, v in fused_group.items() if key != "params"})
+    return state
+
+
+def _member_part(value: Any, fused_param: torch.Tensor, own: torch.Tensor, k_members: int,
+                 k: int) -> Any:  # fmt: skip
+    """Member k's part of a state value: its row of a tensor shaped like the fused parameter;
+    a copy of anything else (Adam's step count)."""
+    if not torch.is_tensor(value):
+        return value
+    if value.shape == fused_param.shape:
+        return value.reshape(k_members, -1)[k].view(own.shape).clone()
+    return value.clone()
