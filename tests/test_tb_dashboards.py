@@ -3,7 +3,8 @@ seen in headless Chromium. One sweep of MLP and CNN jobs in one logdir (two init
 seeds each), compare's runs beside them, and a run in it that failed before training.
 
 Screenshots of the HParams and Custom Scalars dashboards go to $TRAINLAB_TEST_ARTEFACTS
-(default: test-artefacts/, git-ignored): tensorboard_hparams.png, tensorboard_custom_scalars.png.
+(default: test-artefacts/, git-ignored): tensorboard_hparams.png (the table),
+tensorboard_parallel_coordinates.png and tensorboard_custom_scalars.png.
 """
 
 from __future__ import annotations
@@ -128,6 +129,14 @@ DEEP_TEXT = """const out = []; const walk = n => {
 }; walk(document.documentElement); return out.join('\\n');"""
 
 
+CLICK = """const want = arguments[0].toLowerCase(); let hit = null; const walk = n => {
+  if (hit) return; if (n.shadowRoot) walk(n.shadowRoot);
+  for (const c of n.children || []) walk(c);
+  if (!hit && n.nodeType === 1 && n.childElementCount === 0
+      && (n.textContent || '').trim().toLowerCase() === want) hit = n;
+}; walk(document.documentElement); if (hit) hit.click(); return hit !== null;"""
+
+
 def _show(driver, url: str, wanted: list[str], path: Path, size: tuple[int, int]) -> str:
     """Open a dashboard, wait (bounded) until its text shows every wanted string, screenshot."""
     driver.set_window_size(*size)
@@ -149,9 +158,13 @@ def test_screenshots_of_the_hparams_and_custom_scalars_dashboards(server, browse
     text = _show(browser, f"{server.url}/#hparams", ["init.weight.std", "cnn", "mlp"],
                  out / "tensorboard_hparams.png", (1400, 1000))  # fmt: skip
     assert "init.weight.std=0.05,model=cnn #" in text  # a session group: a row per config
+    assert browser.execute_script(CLICK, "Parallel Coordinates View")
+    time.sleep(3)  # one line per session group, drawn
+    browser.save_screenshot(str(out / "tensorboard_parallel_coordinates.png"))
     text = _show(browser, f"{server.url}/#custom_scalars",
                  ["val/acc (mean ± std)", "act_std", "Matches (4)"],
                  out / "tensorboard_custom_scalars.png", (1400, 1400))  # fmt: skip
     assert text.count("val/acc (mean ± std)") == 1 and "Matches (4)" in text
-    for name in ("tensorboard_hparams.png", "tensorboard_custom_scalars.png"):
+    for name in ("hparams", "parallel_coordinates", "custom_scalars"):
+        name = f"tensorboard_{name}.png"
         assert (out / name).stat().st_size > 20_000

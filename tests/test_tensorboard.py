@@ -107,3 +107,26 @@ def test_huge_learning_rate_kills_relu_units(tmp_path):
     dead = [line for line in summary.get("diagnostics", []) if "dead units" in line]
     assert dead, summary.get("diagnostics")
     assert "leaky_relu" in dead[0] and summary["metrics"]["dead_fraction_max"] >= 0.5
+
+
+def test_hparam_keys_of_a_sweep_from_its_overrides():
+    """What every job of a sweep declares, from the sweep's overrides (command line and
+    hydra.sweeper.params alike): types, domains, which keys vary; never the seed."""
+    from trainlab.hparams import _info, _parse
+
+    overrides = ["init.weight.std=0.05,0.5", "model=mlp,cnn", "trainer.max_steps=null,100",
+                 "optimizer.lr=tag(log, interval(1e-4, 1e-1))", "seed=0,1", "trainer.epochs=2",
+                 "stats.enabled=true,false"]  # fmt: skip
+    keys = {k.name: k for k in _parse(overrides, {"seed"})}
+    assert set(keys) == {"init.weight.std", "model", "trainer.max_steps", "optimizer.lr",
+                         "trainer.epochs", "stats.enabled"}  # fmt: skip
+    kinds = {name: (k.kind, k.differs) for name, k in keys.items()}
+    assert kinds == {
+        "init.weight.std": ("number", True), "model": ("string", True),
+        "trainer.max_steps": ("string", True), "optimizer.lr": ("number", True),
+        "trainer.epochs": ("number", False), "stats.enabled": ("bool", True),
+    }  # fmt: skip
+    assert list(_info(keys["init.weight.std"]).domain_discrete) == [0.05, 0.5]
+    assert list(_info(keys["trainer.max_steps"]).domain_discrete) == ["100", "null"]
+    lr = _info(keys["optimizer.lr"]).domain_interval
+    assert (lr.min_value, lr.max_value) == (1e-4, 1e-1)

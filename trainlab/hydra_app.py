@@ -218,6 +218,10 @@ def run(cmd: HydraCommand, ns: argparse.Namespace) -> int:
         if ns.shell_completion.startswith("query"):
             os.environ["COMP_LINE"] = strip_command(os.environ.get("COMP_LINE", ""), cmd.name)
     else:
+        from trainlab import compose_cache
+
+        compose_cache.install()  # each config composed once, not by preflight, sweeper, launcher
+        args.append(f"hydra.job.name={cmd.name}")  # the log file's name; callbacks read it
         try:
             preflight(args, conf_dir())  # bad input: one line, exit 2, nothing created
         except ConfigError as err:
@@ -225,7 +229,6 @@ def run(cmd: HydraCommand, ns: argparse.Namespace) -> int:
                 raise
             print(f"trainlab: error: {err}", file=sys.stderr)
             return 2
-        args.append(f"hydra.job.name={cmd.name}")  # the log file's name; callbacks read it
     argv, sys.argv = sys.argv, ["trainlab", *args]  # argv[0]: the name completion is set for
     try:
         main()

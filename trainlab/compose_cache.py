@@ -1,0 +1,130 @@
+"""Each config of a sweep composed once per process, and seeds derived from it (issue 11).
+
+Hydra composes a sweep job's config from scratch three times in one process: the CLI's
+preflight check, the sweeper's `validate_batch_is_legal` and the launcher's `run_job`; each
+composition walks the defaults tree and merges every file (~0.2-0.5 s on 2 cores). `install()`
+wraps `ConfigLoaderImpl.load_configuration` with a per-process memo:
+
+- the same command line again: a copy of the config composed before;
+- a command line that differs from one composed before only in plain values (`seed=1`
+  against `seed=0`, `trainer.epochs=5`; never a config group, an addition `+k=v`, a deletion
+  or a `hydra.searchpath`): a copy of that config with the changed values applied by Hydra's
+  own `_apply_overrides_to_config`, and the `hydra.overrides` lists and `override_dirname`
+  rebuilt as Hydra builds them. A value override cannot change the defaults list (Hydra's
+  defaults may interpolate only other groups' choices), so the result is the composition's.
+
+Anything else, and any error, goes to Hydra's own `load_configuration` (same messages).
+tests/test_compose_cache.py compares derived configs with full compositions.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any
+
+from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override, OverrideType
+from hydra.core.utils import JobRuntime
+from omegaconf import DictConfig
+
+MAX_ENTRIES = 256  # composed configs kept per (search path, config, mode, cwd)
+NOT_DERIVED = ("hydra.searchpath", "hydra.job.env_copy", "hydra.job.env_set")
+_memo: dict[tuple, list[tuple[dict[str, Override], DictConfig]]] = {}
+_original = ConfigLoaderImpl.load_configuration
+
+
+def install() -> None:
+    """Wrap Hydra's config loader, with an empty memo: one command line's compositions, never
+    a config file as an earlier command (in the same process: tests) read it."""
+    _memo.clear()
+    ConfigLoaderImpl.load_configuration = _load_configuration
+
+
+def uninstall() -> None:
+    ConfigLoaderImpl.load_configuration = _original
+    _memo.clear()
+
+
+def _load_configuration(self: ConfigLoaderImpl, config_name: str | None, overrides: list[str],
+                        run_mode: Any, from_shell: bool = True,
+                        validate_sweep_overrides: bool = True) -> DictConfig:  # fmt: skip
+    args = (config_name, overrides, run_mode, from_shell, validate_sweep_overrides)
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides=list(overrides))
+        by_key = {o.get_key_element(): o for o in parsed}
+        if len(by_key) != len(parsed):
+            return _original(self, *args)  # a key given twice: order matters, compose
+        if validate_sweep_overrides:
+            self.validate_sweep_overrides_legal(parsed, run_mode, from_shell)
+        entries = _memo.setdefault(_base_key(self, config_name, run_mode, by_key), [])
+        for seen, cfg in entries:
+            changed = _changed_values(seen, by_key, cfg)
+            if changed is not None:
+                return _derive(cfg, parsed, changed)
+    except Exception:  # noqa: BLE001 - Hydra's own path raises it with its own message
+        return _original(self, *args)
+    cfg = _original(self, *args)
+    if len(entries) < MAX_ENTRIES:
+        entries.append((by_key, copy.deepcopy(cfg)))
+    return cfg
+
+
+def _base_key(loader: ConfigLoaderImpl, config_name: str | None, run_mode: Any,
+              by_key: dict[str, Override]) -> tuple:  # fmt: skip
+    sources = tuple((p.provider, p.path) for p in loader.get_search_path().get_path())
+    name = None
+    if "hydra.job.name" not in by_key:  # else the job's name comes from the runtime
+        try:
+            name = JobRuntime().get("name")
+        except KeyError:
+            name = None
+    return sources, config_name, run_mode, os.getcwd(), name
+
+
+def _changed_values(seen: dict[str, Override], now: dict[str, Override],
+                    cfg: DictConfig) -> list[Override] | None:  # fmt: skip
+    """The overrides of `now` that differ from `seen` when all of them are plain values of
+    keys that were plain values before too; None when `now` cannot be derived from `seen`."""
+    if seen.keys() != now.keys():
+        return None
+    changed = [o for k, o in now.items() if o.input_line != seen[k].input_line]
+    groups = cfg.hydra.runtime.choices
+    for o in changed:
+        key = o.get_key_element()
+        if not (_plain_value(o, groups) and _plain_value(seen[key], groups)):
+            return None
+        if key.startswith(NOT_DERIVED) or any(
+            k != key and (k.startswith(key + ".") or key.startswith(k + ".")) for k in now
+        ):
+            return None
+    return changed
+
+
+def _plain_value(o: Override, groups: DictConfig) -> bool:
+    key = o.get_key_element()
+    return (
+        o.type == OverrideType.CHANGE
+        and o.package is None
+        and not o.is_sweep_override()
+        and "/" not in key
+        and key not in groups
+    )
+
+
+def _derive(cached: DictConfig, parsed: list[Override], changed: list[Override]) -> DictConfig:
+    """The cached composition with the changed values; the bookkeeping Hydra does after it."""
+    cfg = copy.deepcopy(cached)
+    ConfigLoaderImpl._apply_overrides_to_config(changed, cfg)
+    app = [o for o in parsed if not o.is_hydra_override()]
+    cfg.hydra.overrides.hydra = [o.input_line for o in parsed if o.is_hydra_override()]
+    cfg.hydra.overrides.task = [o.input_line for o in app]
+    job = cfg.hydra.job
+    job.override_dirname = get_overrides_dirname(
+        overrides=app,
+        kv_sep=job.config.override_dirname.kv_sep,
+        item_sep=job.config.override_dirname.item_sep,
+        exclude_keys=job.config.override_dirname.exclude_keys,
+    )
+    return cfg
