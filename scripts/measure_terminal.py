@@ -106,8 +106,13 @@ def main() -> None:
     print(f"lines: {len(lines)}; longest: {len(longest)} characters")
     print(f"progress bars left on screen: {bars}, of them broken by a log line: {broken}")
     print(f"ANSI escape codes on the terminal: {len(ANSI.findall(text))}")
-    hydra = sum(bool(re.match(r"^\[\d{4}-\d\d-\d\d ", line)) for line in lines)
-    print(f"Hydra lines (timestamped): {hydra}; other lines: {len(lines) - hydra}")
+    stamp = r"^(\[job \d+\] )?\[(\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d"
+    stamped = [ln for ln in lines if re.match(stamp, ln)]
+    hydra = sum("[HYDRA]" in ln for ln in stamped)
+    print(
+        f"lines with a time stamp: {len(stamped)} ({hydra} Hydra's), without: "
+        f"{len(lines) - len(stamped)} (trainlab's lines: {sum('[trainlab' in ln for ln in lines)})"
+    )
     if args.untagged:
         untagged = [ln for ln in lines if ln and not re.search(args.untagged, ln)]
         print(f"lines without a job tag ({args.untagged!r}): {len(untagged)} of {len(lines)}")

@@ -217,4 +217,4 @@ def test_batchnorm_experiment_end_to_end(tmp_path: Path) -> None:
     report = (sweep_dir / "comparison.md").read_text()
     assert report.count("| **") >= len(claims)  # one verdict cell per claim
     assert len(list(sweep_dir.glob("*/seed=*/summary.json"))) == 30
-    assert "Claims:" in proc.stdout
+    assert "Claims (" in proc.stdout

@@ -38,8 +38,16 @@ def close(a, b, tol=1e-4) -> bool:
     return a == pytest.approx(b, rel=tol, abs=tol)
 
 
+SLOW = pytest.mark.slow  # the cases the fast suite does without (CI's second pass runs them)
+
+
 @pytest.mark.parametrize(
-    "extra", [[], ["activation=tanh", "norm=batch"], ["model=cnn", "model.width=4"]]
+    "extra",
+    [
+        [],
+        pytest.param(["activation=tanh", "norm=batch"], marks=SLOW),
+        ["model=cnn", "model.width=4"],
+    ],
 )
 def test_each_members_statistics_equal_its_separate_runs(extra, tmp_path):
     fused, separate = run_both(tmp_path, [0, 1], "trainer.max_steps=5", *STATS, *extra)
@@ -74,14 +82,17 @@ CNN = ["model=cnn", "model.width=4", "model.head_width=16"]
     "extra",
     [
         ["regularizer=dropout"],
-        ["regularizer=l2", "scheduler=cosine"],
+        pytest.param(["regularizer=l2", "scheduler=cosine"], marks=SLOW),
         ["activation=prelu", "norm=layer"],
-        ["norm=group", "activation=gelu"],
-        [*CNN, "regularizer=dropout"],
+        pytest.param(["norm=group", "activation=gelu"], marks=SLOW),
+        pytest.param([*CNN, "regularizer=dropout"], marks=SLOW),
         # a conv bias in front of batch/instance norm has a gradient of exactly 0 up to
         # rounding, which Adam scales up to a step of ~lr: SGD keeps the rounding as small
         [*CNN, "norm=batch", "optimizer=sgd", "optimizer.lr=0.1"],
-        [*CNN, "norm=instance", "activation=maxout", "optimizer=sgd", "optimizer.lr=0.1"],
+        pytest.param(
+            [*CNN, "norm=instance", "activation=maxout", "optimizer=sgd", "optimizer.lr=0.1"],
+            marks=SLOW,
+        ),
     ],
 )
 def test_members_weights_after_steps_equal_the_separate_runs(extra, tmp_path):

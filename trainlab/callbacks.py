@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("trainlab")
 
 
 class ClaimOutputDirs(Callback):
@@ -30,9 +31,35 @@ class ClaimOutputDirs(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra_plugins.trainlab_pool_launcher.survivors import use_survivors
         from trainlab.sweep_record import start_sweep
+        from trainlab.terminal import quiet_third_party, sweep_total
 
-        start_sweep(config)
+        quiet_third_party(config)
+        sweep_dir = start_sweep(config)
         use_survivors(config)  # a dead joblib or submitit job never ends the sweep before compare
+        (sweep_dir / ".finished").unlink(missing_ok=True)  # the [k/N] of this launch
+        log.info("sweep of %s jobs into %s", sweep_total(config), sweep_dir)
+
+
+class JobLine(Callback):
+    """One line per finished training job: in a single run its result and directory, in a
+    sweep `[k/N] overrides | status | metric | time` (trainlab.terminal)."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.started = time.monotonic()
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        from trainlab.terminal import result_line
+
+        if str(OmegaConf.select(config, "hydra.job.name", default="train")) != "train":
+            return
+        try:
+            line = result_line(config, job_return, time.monotonic() - self.started)
+        except OSError as err:  # the sweep directory went away: the job's result stands
+            line = f"job ended; its line could not be written: {err}"
+        log.info("%s", line)
 
 
 class CompareOnMultirunEnd(Callback):

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trainlab import averaging, bn_modes, ensembles, initializers, loop
+from trainlab import averaging, bn_modes, ensembles, initializers, loop, start, terminal
 from trainlab.checkpoint import Run
 from trainlab.io import write_json
 from trainlab.start import evaluate
@@ -52,14 +52,19 @@ def finish(run: Run) -> None:
         bn_modes.batch_stats_metrics(run.model, run.preprocess, data.val_x, data.val_y,
                                      cfg.trainer.batch_size, run.summary["val_acc"])
     )  # fmt: skip
+<<<<<<< HEAD
     run.eval_time_s += time.perf_counter() - tick
     run.summary.update(train_time_s=run.train_time_s, eval_time_s=run.eval_time_s)
+=======
+    shown = set(start.set_up_diagnostics(run))  # logged when the run started
+>>>>>>> main
     loop.keep_statistics(run)
     for line in run.summary.get("diagnostics", []):
-        log.warning(line)
+        if line not in shown:
+            log.log(terminal.run_level(logging.WARNING), line)
     write_json(run.run_dir / "history.json", run.history)
     loop.save_checkpoint(run, finished=True)
-    log.info(
+    log.debug(  # the job's result line (trainlab.terminal) says it with the run directory
         "done: test acc %.4f | val acc %.4f | %d steps in %.1f s",
         test_acc, run.summary["val_acc"], step, run.summary["wall_time_s"],
     )  # fmt: skip

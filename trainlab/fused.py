@@ -38,7 +38,17 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from trainlab import build, diagnostics, fused_checkpoint, runs, stats, target, tb, transfer
+from trainlab import (
+    build,
+    diagnostics,
+    fused_checkpoint,
+    runs,
+    stats,
+    target,
+    tb,
+    terminal,
+    transfer,
+)
 from trainlab.fused_models import FusionUnsupported, fuse
 from trainlab.fused_records import Group, Member, end_epoch, evaluate, finish, log_window
 from trainlab.io import write_json
@@ -145,12 +155,12 @@ def _set_up(g: Group) -> None:
         m.set_up_diagnostics += diagnostics.initial_loss(initial[i][0], data.num_classes)
         m.summary["diagnostics"] = list(m.set_up_diagnostics)
         for line in m.set_up_diagnostics:
-            log.warning("seed %d: %s", m.cfg.seed, line)
+            log.log(terminal.run_level(logging.WARNING), "seed %d: %s", m.cfg.seed, line)
     if cfg.stats.enabled:
         g.monitor = stats.Monitor(g.model, cfg, writers=[m.writer for m in members])
         for m, member_stats in zip(members, g.monitor.members, strict=True):
             m.stats = member_stats
-    log.info("fused: %d seeds as one model on %s | %d train examples", len(members), g.device,
+    log.debug("fused: %d seeds as one model on %s | %d train examples", len(members), g.device,
              len(data.train_x))  # fmt: skip
 
 

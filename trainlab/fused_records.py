@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor
 
-from trainlab import bn_modes, ensembles, initializers, stats, target
+from trainlab import bn_modes, ensembles, initializers, stats, target, terminal
 from trainlab.data import Splits
 from trainlab.fused_models import FusedModel
 from trainlab.loop import log_curve
@@ -107,7 +107,12 @@ def diverge(m: Member, step: int, loss: float) -> None:
     keep_statistics(m)
     m.summary.update(status="diverged", error=f"non-finite loss ({loss}) at step {step}",
                      diverged_at_step=step)  # fmt: skip
-    log.warning("seed %d diverged: non-finite loss at step %d (masked out)", m.cfg.seed, step)
+    log.log(
+        terminal.run_level(logging.WARNING),
+        "seed %d diverged: non-finite loss at step %d (masked out)",
+        m.cfg.seed,
+        step,
+    )
 
 
 def log_window(g: Group) -> None:
@@ -191,6 +196,6 @@ def finish(g: Group) -> None:
         )  # fmt: skip  (the metrics its own run's summary holds)
         keep_statistics(m)
         for line in m.summary["diagnostics"]:
-            log.warning("seed %d: %s", m.cfg.seed, line)
-    log.info("fused: done, %d steps in %.1f s; test acc %s", step, wall,
+            log.log(terminal.run_level(logging.WARNING), "seed %d: %s", m.cfg.seed, line)
+    log.debug("fused: done, %d steps in %.1f s; test acc %s", step, wall,
              " ".join(f"{t[1]:.4f}" for t in test_m))  # fmt: skip

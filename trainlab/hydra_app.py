@@ -98,6 +98,7 @@ COMMANDS = (
 )
 NOT_GROUPS = ("hydra", "experiment")  # conf/ folders that are no config group of the help
 MAX_NAME = 200  # bytes of a run directory's name
+VERBOSE = "hydra.job_logging.handlers.console.level=DEBUG"  # -v: the console shows DEBUG lines
 INFO_CHOICES = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
 
 
@@ -122,6 +123,12 @@ def add_parser(subparsers: Any, cmd: HydraCommand) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "-m", "--multirun", action="store_true", help="a sweep: one job per combination of values"
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also per-epoch lines, each run's set-up line and, in a sweep, each run's warnings",
     )
     parser.add_argument(
         "-c",
@@ -202,6 +209,7 @@ def hydra_argv(cmd: HydraCommand, ns: argparse.Namespace) -> list[str]:
             argv += [flag, value]
     argv += [flag for flag, on in (("-m", ns.multirun), ("--resolve", ns.resolve)) if on]
     argv += ["--hydra-help"] if ns.hydra_help else []
+    argv += [VERBOSE] if ns.verbose else []
     return argv + ns.overrides
 
 

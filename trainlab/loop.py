@@ -117,7 +117,7 @@ def end_epoch(run: Run) -> None:
         run.history["epochs"][-1].update(avg)
         averaging.write_scalars(run.writer, avg, step)
     run.eval_time_s += time.perf_counter() - tick
-    log.info(
+    log.debug(  # shown with -v
         "epoch %d | step %d | train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f ex/s",
         run.epoch, step, e_loss / e_n, e_correct / e_n, val_loss, val_acc, examples_per_s,
     )  # fmt: skip

@@ -5,16 +5,24 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
-from tqdm.auto import tqdm
 
-from trainlab import averaging, build, checkpoint, diagnostics, stats, target, tb, transfer
+from trainlab import (
+    averaging,
+    build,
+    checkpoint,
+    diagnostics,
+    stats,
+    target,
+    tb,
+    terminal,
+    transfer,
+)
 from trainlab.checkpoint import Run
 from trainlab.data import Splits, load_data
 from trainlab.errors import ConfigError
@@ -115,14 +123,14 @@ def fresh(run: Run) -> None:
     run.summary["initial_loss"], _ = evaluate(
         run.model, run.preprocess, run.data.train_x[:n], run.data.train_y[:n], n
     )
-    log.info(
+    log.debug(  # shown with -v
         "%s | %d params | %d train examples | initial loss %.4f (ln %d = %.4f)",
         run.device, run.summary["params"], len(run.data.train_x), run.summary["initial_loss"],
         run.data.num_classes, math.log(run.data.num_classes),
     )  # fmt: skip
     run.summary["diagnostics"] = set_up_diagnostics(run)
     for line in run.summary["diagnostics"]:
-        log.warning(line)
+        log.log(terminal.run_level(logging.WARNING), line)
     _open_bar(run)
     run.model.train()
 
@@ -150,11 +158,4 @@ def _open_monitor(run: Run, layout: bool) -> None:
 
 
 def _open_bar(run: Run) -> None:
-    run.bar = tqdm(
-        total=run.total_steps, initial=run.step, desc="train", unit="step", dynamic_ncols=True,
-        disable=_progress_disabled(run.cfg.trainer.progress),
-    )  # fmt: skip
-
-
-def _progress_disabled(mode: str) -> bool:
-    return {"always": False, "never": True}.get(mode, not sys.stderr.isatty())
+    run.bar = terminal.progress_bar(run.total_steps, run.step, run.cfg.trainer.progress)

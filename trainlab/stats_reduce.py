@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -30,7 +31,9 @@ def member_raw_stats(y: Tensor, low: float | None = None, high: float | None = N
 
     Non-finite values become 0 stand-ins (a histogram would drop them silently); they are
     counted, and finish_stats takes them out of every other statistic. Only reductions run
-    here, no scalar arithmetic: on small tensors each op costs its launch. A fused model's
+    here, no scalar arithmetic, and every count is a float (the L0 norm along dim 1: 3-8x
+    cheaper than count_nonzero along a dim, and stacking mixed dtypes costs as much again):
+    on small tensors each op costs its launch. A fused model's
     tensors carry its members first; an ordinary model's is one member (y.unsqueeze(0)).
     """
     y = y.detach().float()
@@ -38,21 +41,22 @@ def member_raw_stats(y: Tensor, low: float | None = None, high: float | None = N
         y = y.unsqueeze(2)
     flat = y.reshape(len(y), -1)
     yf = flat.nan_to_num(0.0, 0.0, 0.0)
+    count = partial(torch.linalg.vector_norm, ord=0, dim=1)  # nonzero (and NaN) entries per row
     shift = yf.mean(1, keepdim=True)  # the mean of all slots: centres the sum of squares
     saturated = torch.zeros(len(y), device=y.device)
     if low is not None:
-        saturated = saturated + torch.count_nonzero(yf <= low, dim=1)
+        saturated = saturated + count((yf <= low).float())
     if high is not None:
-        saturated = saturated + torch.count_nonzero(yf >= high, dim=1)
+        saturated = saturated + count((yf >= high).float())
     unit_dims = [d for d in range(1, y.dim()) if d != 2]  # units: dim 2 (features, channels)
     return torch.stack([
         shift[:, 0],
         torch.linalg.vector_norm(yf - shift, dim=1),
         saturated,
-        torch.count_nonzero(yf, dim=1),
-        torch.count_nonzero(y.abs().amax(dim=unit_dims), dim=1),  # units not 0 everywhere
-        torch.count_nonzero(flat - flat, dim=1),  # NaN exactly where y is inf or NaN
-    ], dim=1).float()  # fmt: skip
+        count(yf),
+        count(y.abs().amax(dim=unit_dims)),  # units not 0 everywhere (NaN: alive)
+        count(flat - flat),  # NaN exactly where y is inf or NaN
+    ], dim=1)  # fmt: skip
 
 
 def finish_stats(

@@ -74,5 +74,5 @@ def train_pending_group(threads: int | None) -> list[dict[str, Any]] | None:
             return train_fused(cfgs, [job_dir(c) for c in sweep_configs])
         except (FusionUnsupported, ConfigError) as err:  # each job records its own error
             reason = str(err)
-    log.info("seeds trained one by one, not fused: %s", reason)
+    log.debug("seeds trained one by one, not fused: %s", reason)
     return None

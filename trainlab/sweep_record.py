@@ -62,7 +62,7 @@ def sweep_hash(config: DictConfig) -> str:
     ]
 
 
-def start_sweep(config: DictConfig) -> None:
+def start_sweep(config: DictConfig) -> Path:
     """Claim the sweep directory and write its record; a different sweep's directory is refused
     with one line (exit 2) before anything in it changes."""
     sweep_dir = claim_output_dir(config, "sweep")
@@ -82,6 +82,7 @@ def start_sweep(config: DictConfig) -> None:
         raise SystemExit(2)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     write_json(sweep_dir / RECORD, record)
+    return sweep_dir
 
 
 def read_record(sweep_dir: Path) -> dict[str, Any] | None:

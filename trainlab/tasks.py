@@ -20,6 +20,7 @@ from trainlab.errors import ConfigError
 from trainlab.io import atomic_write_text
 from trainlab.runs import claim, config_hash
 from trainlab.sweep_fusion import train_pending_group
+from trainlab.terminal import tag
 
 log = logging.getLogger("trainlab")
 
@@ -36,14 +37,14 @@ def run_job(task, cfg: DictConfig) -> float | None:
     except ConfigError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"trainlab: error: {err}", file=sys.stderr)
+        print(tag(f"trainlab: error: {err}"), file=sys.stderr)
         if not multirun:
             sys.exit(2)
     except OSError as err:  # an output that cannot be written: full disk, read-only, gone
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"trainlab: error: cannot write {err.filename or hc.runtime.output_dir}: "
-              f"{err.strerror or err}", file=sys.stderr)  # fmt: skip
+        print(tag(f"trainlab: error: cannot write {err.filename or hc.runtime.output_dir}: "
+                  f"{err.strerror or err}"), file=sys.stderr)  # fmt: skip
         if not multirun:
             sys.exit(2)
     except Exception:

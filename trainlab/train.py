@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from trainlab import checkpoint, finish, loop, runs, start
+from trainlab import checkpoint, finish, loop, runs, start, terminal
 from trainlab.checkpoint import Run
 from trainlab.io import write_json
 from trainlab.loop import LOG_EVERY, Diverged, log_curve
@@ -38,8 +38,12 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     with runs.hold(run_dir):  # one process per run directory
         action = runs.claim(run_dir, run.config_hash)  # another config's: left untouched
         if action == "skip":
-            log.info("already finished in %s: skipped", run_dir)
-            return runs.read_summary(run_dir)
+            summary = runs.read_summary(run_dir)
+            # a seed its group's first job trained (fused) just now: its job line says it
+            member = (summary.get("fused") or {}).get("seeds", [cfg.seed])[0] != cfg.seed
+            log.log(logging.DEBUG if member else logging.INFO, "already finished in %s: skipped",
+                    run_dir)  # fmt: skip
+            return summary
         return _attempt(run, action)
 
 
@@ -54,7 +58,7 @@ def _attempt(run: Run, action: str) -> dict[str, Any]:
         run.summary["status"] = "completed"
     except Diverged as err:
         run.summary.update(status="diverged", error=str(err), diverged_at_step=err.step)
-        log.warning("diverged: %s", err)
+        log.log(terminal.run_level(logging.WARNING), "diverged: %s", err)
     except (runs.Interrupted, KeyboardInterrupt) as err:
         run.summary.update(status="interrupted", error=str(err) or "KeyboardInterrupt")
         raise

@@ -9,12 +9,14 @@ no finite point at all still gets a legend entry that says so.
 
 from __future__ import annotations
 
+import io
 import math
 from collections import defaultdict
 from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
 
+from trainlab.io import atomic_write_bytes
 from trainlab.sweep import (
     Comparison,
     Group,
@@ -60,8 +62,6 @@ def words(key: str) -> str:
 
 def write_plots(result: Comparison, plot_dir: Path) -> list[Path]:
     plot_dir.mkdir(parents=True, exist_ok=True)
-    for old in plot_dir.glob("*.png"):
-        old.unlink()
     painter = Painter()
     written = [
         _save(fig, plot_dir / f"curves_{key}.png")
@@ -70,6 +70,8 @@ def write_plots(result: Comparison, plot_dir: Path) -> list[Path]:
     ]
     for key in numeric_swept_keys(result.groups):
         written.append(painter.vs_param(result, key, plot_dir))
+    for old in set(plot_dir.glob("*.png")) - set(written):  # an earlier compare's, once the
+        old.unlink(missing_ok=True)  # new ones exist (a full disk keeps the old; two at once agree)
     return written
 
 
@@ -222,7 +224,10 @@ def _legend_label(group: Group, groups: Sequence[Group]) -> str:
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=100)
+    """The PNG written whole or not at all (a full disk or a concurrent compare: the old stays)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 

@@ -9,7 +9,9 @@ per group, in the group's colour (TensorBoard colours by run).
 from __future__ import annotations
 
 import math
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from trainlab.sweep import CURVE_TAGS, Comparison, mean_curves, safe_name
@@ -29,10 +31,31 @@ def margin_layout() -> dict:
 
 
 def write_tensorboard(result: Comparison, root: Path) -> list[Path]:
-    """One run per group: its mean curves and their bounds, at the jobs' step axis."""
+    """One run per group: its mean curves and their bounds, at the jobs' step axis. Written into
+    a new directory that then replaces `root` whole: a rerun never duplicates, a full disk leaves
+    the old runs, and of two compares at once one complete set stays."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    new = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        written = [root / run.name for run in _write_runs(result, new)]
+        old = root.with_name(f"{new.name}.old")
+        try:
+            os.rename(root, old)
+        except FileNotFoundError:
+            pass
+        try:
+            os.rename(new, root)
+        except OSError:  # another compare put its runs there in the meantime: they stay
+            pass
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(new, ignore_errors=True)
+    return written
+
+
+def _write_runs(result: Comparison, root: Path) -> list[Path]:
     from torch.utils.tensorboard import SummaryWriter  # slow import: only when writing
 
-    shutil.rmtree(root, ignore_errors=True)  # a rerun replaces, never duplicates
     written = []
     for g in result.groups:
         curves = mean_curves(g)
