@@ -52,12 +52,9 @@ def finish(run: Run) -> None:
         bn_modes.batch_stats_metrics(run.model, run.preprocess, data.val_x, data.val_y,
                                      cfg.trainer.batch_size, run.summary["val_acc"])
     )  # fmt: skip
-<<<<<<< HEAD
     run.eval_time_s += time.perf_counter() - tick
     run.summary.update(train_time_s=run.train_time_s, eval_time_s=run.eval_time_s)
-=======
     shown = set(start.set_up_diagnostics(run))  # logged when the run started
->>>>>>> main
     loop.keep_statistics(run)
     for line in run.summary.get("diagnostics", []):
         if line not in shown:
