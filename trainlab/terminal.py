@@ -21,7 +21,6 @@ from typing import Any
 from tqdm import tqdm
 
 log = logging.getLogger("trainlab")
-DISPLAY_KEYS = ("trainer.progress", "hydra.job_logging.handlers.console.level")
 
 
 def _hydra() -> Any:
@@ -87,12 +86,11 @@ def progress_bar(total: int, initial: int, mode: str) -> tqdm:
 
 
 def _bar_label() -> str:
-    """'train' in a single run; in a sweep the job's overrides (cut to 40 characters)."""
+    """'train' in a single run; in a sweep the job's number and directory (40 characters)."""
     hc = _hydra()
     if hc is None or not in_sweep():
         return "train"
-    label = " ".join(o for o in hc.overrides.task if not o.startswith(DISPLAY_KEYS))
-    return f"#{hc.job.get('num', '?')} {label[:40]}"
+    return f"#{hc.job.get('num', '?')} {str(hc.sweep.subdir)[:40]}"
 
 
 # ---------------------------------------------------------------- a job's line
@@ -127,7 +125,8 @@ def count_finished(sweep_dir: Path, name: str) -> int:
 
 def result_line(config: Any, job_return: Any, seconds: float) -> str:
     """One line for a finished training job: status, headline metric, time; a single run's
-    ends with its directory, a sweep job's starts with its overrides and the sweep's count."""
+    ends with its directory, a sweep job's starts with the sweep's count and the job's
+    directory below the sweep (its overrides, then its seed)."""
     import json
 
     run_dir = Path(str(config.hydra.runtime.output_dir))
@@ -138,23 +137,22 @@ def result_line(config: Any, job_return: Any, seconds: float) -> str:
     status = summary.get("status") or ("failed" if str(job_return.status) != "JobStatus.COMPLETED"
                                        else "no summary")  # fmt: skip
     metric = str((config.get("experiment") or {}).get("rank_by") or "val_acc")
+    sweep = in_sweep()
     parts = [status]
-    for key in dict.fromkeys([metric, "test_acc"]):
+    for key in dict.fromkeys([metric] if sweep else [metric, "test_acc"]):
         if isinstance(summary.get(key), (int, float)):
             parts.append(f"{key} {summary[key]:.4g}")
-    if summary.get("steps"):
+    if summary.get("steps") and not sweep:
         parts.append(f"{summary['steps']} steps")
     parts.append(f"{seconds:.1f} s")
-    warnings = len(summary.get("diagnostics") or [])
-    if warnings and in_sweep():
-        parts.append(f"{warnings} warning{'s' * (warnings != 1)} (-v, or the job's .log)")
-    if not in_sweep():
+    if not sweep:
         return " | ".join([*parts, str(run_dir)])
-    sweep_dir = Path(str(config.hydra.sweep.dir))
-    overrides = [o for o in config.hydra.overrides.task if not o.startswith(DISPLAY_KEYS)]
-    label = " ".join(overrides) or "default"
-    done = count_finished(sweep_dir, str(config.hydra.sweep.subdir))
-    return f"[{done}/{sweep_total(config)}] {label} | " + " | ".join(parts)
+    warnings = len(summary.get("diagnostics") or [])
+    if warnings:  # the lines: -v, or the job's .log file
+        parts.append(f"{warnings} warning{'s' * (warnings != 1)}")
+    name = str(config.hydra.sweep.subdir)  # the job's directory: its overrides and seed
+    done = count_finished(Path(str(config.hydra.sweep.dir)), name)
+    return f"[{done}/{sweep_total(config)}] {name} | " + " | ".join(parts)
 
 
 def quiet_third_party(config: Any) -> None:

@@ -1,0 +1,66 @@
+"""What a user sees: one result line per run (its directory last), per-epoch lines only with
+-v (always in the job's .log), a parallel sweep's job lines tagged and counted, and compare's
+compact view within 100 columns. Real runs on a 64-image subset of digits."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from trainlab.claims import ClaimResult
+from trainlab.report.terminal import WIDTH, claim_table, fit_table
+
+TINY = ["data.subset=64", "trainer.epochs=2", "model.width=8", "model.depth=1"]
+ANSI = re.compile(r"\x1b\[")
+
+
+def trainlab(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "trainlab", *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_one_result_line_per_run_and_epochs_only_with_verbose(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = trainlab(tmp_path, "train", *TINY, f"hydra.run.dir={run}")
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1, lines
+    assert re.match(r"^\[\d\d:\d\d:\d\d\]\[trainlab\] completed \| val_acc [\d.]+ \|", lines[0])
+    assert lines[0].endswith(f"| {run}")
+    log = (run / "train.log").read_text()
+    assert "epoch 2 | step" in log and not ANSI.search(log)  # the file keeps every line
+    verbose = trainlab(tmp_path, "train", "-v", *TINY, f"hydra.run.dir={tmp_path / 'v'}")
+    assert sum("] epoch " in line for line in verbose.stdout.splitlines()) == 2
+
+
+def test_parallel_jobs_are_tagged_and_counted(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = trainlab(tmp_path, "train", "-m", *TINY, "activation=relu,tanh",
+                    "hydra/launcher=pool", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}")  # fmt: skip
+    jobs = [line for line in proc.stdout.splitlines() if "[trainlab]" in line]
+    assert len(jobs) == 2, proc.stdout
+    assert all(re.match(r"^\[job [01]\] \[\d\d:\d\d:\d\d\]\[trainlab\] \[[12]/2\] activation=", j)
+               for j in jobs), jobs  # fmt: skip
+    assert sorted(re.search(r"\[(\d)/2\]", j).group(1) for j in jobs) == ["1", "2"]
+    assert f"sweep of 2 jobs into {sweep}" in proc.stdout
+    rest = [
+        ln for ln in proc.stdout.splitlines() if "[trainlab]" not in ln and str(sweep) not in ln
+    ]
+    assert rest and max(len(line) for line in rest) <= WIDTH  # compare's view
+    assert not any(ANSI.search(p.read_text()) for p in sweep.rglob("*.log"))
+
+
+def test_compact_tables_fit_the_width() -> None:
+    header = ["rank", "group", "n", *(f"metric_{i}" for i in range(12))]
+    rows = [["1", "x=" + "y" * 80, "5", *("0.951 ± 0.012" for _ in range(12))]]
+    lines = fit_table(header, rows)
+    assert max(len(line) for line in lines) <= WIDTH
+    assert "(in comparison.md also: metric_" in "\n".join(lines) and "metric_11)" in lines[-1]
+    claims = [ClaimResult("a claim " * 30, "refuted", "detail " * 100,
+                          [{"verdict": "confirmed"}, {"verdict": "refuted"}])]  # fmt: skip
+    table = claim_table(claims)
+    assert max(len(line) for line in table) <= WIDTH
+    assert table[2].startswith("REFUTED  1/2 confirmed  a claim")
