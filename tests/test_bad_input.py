@@ -181,10 +181,12 @@ def corrupt_sets(root: Path) -> dict[str, tuple[Path, str]]:
 
 
 def test_bad_input_found_at_run_time_is_one_line(done, tmp_path, capsys, monkeypatch) -> None:
-    """Corrupt data files name the file; a warmup longer than the run names the key."""
+    """Corrupt data files name the file; a warmup longer than the run and batch norm on a
+    batch of one example name the key."""
     root, before = done
     monkeypatch.chdir(root)
-    cases = [(["scheduler.warmup_steps=1000"], "scheduler.warmup_steps")]
+    cases = [(["scheduler.warmup_steps=1000"], "scheduler.warmup_steps"),
+             (["norm=batch", "trainer.batch_size=1"], "trainer.batch_size")]  # fmt: skip
     for folder, name in corrupt_sets(tmp_path).values():
         cases.append((["data=fashion_mnist", f"data.root={folder}"], name))
     for i, (overrides, key) in enumerate(cases):

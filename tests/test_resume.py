@@ -36,13 +36,13 @@ RUN = [
 
 def start(run_dir: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "trainlab", "train", *RUN, *extra, f"hydra.run.dir={run_dir}"],
+        [sys.executable, "-m", "trainlab", "train", "-v", *RUN, *extra, f"hydra.run.dir={run_dir}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
 
 
 def wait_for_training(proc: subprocess.Popen, timeout: float = 120) -> str:
-    """Read the run's log until training starts (the initial-loss or resumed line)."""
+    """Read the run's log until training starts (the initial-loss line, printed with -v, or resumed)."""
     deadline, seen = time.monotonic() + timeout, ""
     while time.monotonic() < deadline:
         line = proc.stdout.readline()

@@ -69,7 +69,7 @@ def prepare(cfg: DictConfig) -> tuple[torch.device, Splits, nn.Module, nn.Module
     pretrained = transfer.pretrained_path(cfg)  # may train the cached source model: before seeding
     seed_everything(cfg.seed)
     data = load_data(cfg.data).to(device)
-    validate_data(cfg, data.in_shape)
+    validate_data(cfg, data.in_shape, len(data.train_x))
     preprocess = build.build_preprocess(cfg).to(device).fit(data.train_x)
     model = build.build_model(cfg, data.in_shape, data.num_classes).to(device)
     transfer.apply(cfg, model, preprocess, pretrained)

@@ -197,10 +197,17 @@ def _validate_layers(cfg: DictConfig) -> None:
         build.build_augment(cfg)(torch.rand(2, 3, 16, 16), torch.Generator().manual_seed(0))
 
 
-def validate_data(cfg: DictConfig, in_shape: tuple[int, ...]) -> None:
-    """Checks that need the data's shape: conv nets and augmentation need images."""
+def validate_data(cfg: DictConfig, in_shape: tuple[int, ...], n_train: int | None = None) -> None:
+    """Checks that need the data: conv nets and augmentation need images; batch norm on flat
+    features needs two examples in every training batch (the last of an epoch included)."""
     image = len(in_shape) == 3
-    if get_class(cfg.model._target_).layout == "spatial":
+    layout = get_class(cfg.model._target_).layout
+    if cfg.norm.name == "batch" and layout == "flat" and n_train is not None:
+        b = cfg.trainer.batch_size
+        _check(b >= 2 and n_train % b != 1, "trainer.batch_size", b,
+               f"norm=batch needs >= 2 examples in every training batch; with {n_train} training "
+               "examples pick a batch size >= 2 that does not leave a last batch of 1")  # fmt: skip
+    if layout == "spatial":
         _check(image, "model", cfg.model.name,
                f"data={cfg.data.name} has flat examples {tuple(in_shape)}; use model=mlp")  # fmt: skip
     if cfg.augmentation.ops:
