@@ -156,6 +156,7 @@ def test_bash_completion_of_commands_and_overrides(tmp_path):
     assert "unknown command" not in proc.stderr
 
 
+@pytest.mark.slow  # ~23 s: two probe jobs in a real multirun
 def test_probe_sweep_reports_its_jobs(tmp_path):
     proc = run(["probe", "-m", "activation=relu,tanh", "data.subset=64"], tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -10,11 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from test_sweeps import job_dirs, running_job, summary
 
 TINY = ["data.subset=64", "model.width=8", "trainer.progress=never"]
 
 
+@pytest.mark.slow  # ~18 s: with the other launchers' kill tests (tests/test_dead_jobs.py)
 def test_a_killed_job_takes_no_other_with_it(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     args = ["train", "-m", *TINY, "trainer.epochs=60", "activation=relu,tanh,gelu",
