@@ -51,6 +51,7 @@ def test_parallel_jobs_are_tagged_and_counted(tmp_path: Path) -> None:
     ]
     assert rest and max(len(line) for line in rest) <= WIDTH  # compare's view
     assert not any(ANSI.search(p.read_text()) for p in sweep.rglob("*.log"))
+    assert not (sweep / ".finished").exists()  # the [k/N] count is gone with the sweep
 
 
 def test_compact_tables_fit_the_width() -> None:

@@ -78,6 +78,7 @@ class CompareOnMultirunEnd(Callback):
         if sweep_dir is None:  # not a multirun's config
             return
         sweep_dir = str(sweep_dir)
+        (Path(sweep_dir) / ".finished").unlink(missing_ok=True)  # every job ended: no [k/N] left
         if name != "train":
             report_jobs(Path(sweep_dir), name)
             return
