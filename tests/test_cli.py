@@ -167,6 +167,7 @@ def test_probe_sweep_reports_its_jobs(tmp_path):
     assert "trainlab: 2 of 2 probe jobs failed" in proc.stderr
 
 
+@pytest.mark.slow  # ~11 s: a real multirun
 def test_multirun_sweep_one_dir_per_job(tmp_path):
     proc = run(["train", "-m", *TINY, "activation=relu,tanh", "seed=0,1"], tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -184,6 +185,7 @@ def test_multirun_sweep_one_dir_per_job(tmp_path):
     assert all(s["status"] == "completed" for s in summaries(tmp_path / "outputs"))
 
 
+@pytest.mark.slow  # ~20 s: builds the wheel and a fresh venv
 def test_wheel_ships_conf_and_runs_from_another_directory(tmp_path):
     """A non-editable install (the wheel) must find its configs without the source tree.
 

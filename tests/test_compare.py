@@ -357,6 +357,7 @@ def test_callback_exits_as_the_cli_does(sweep: Path, tmp_path: Path, monkeypatch
     assert code(sweep) == 1  # logged with its traceback; the jobs' results are there
 
 
+@pytest.mark.slow  # ~17 s: a real sweep
 def test_real_sweep_runs_compare_at_the_end(tmp_path: Path) -> None:
     """`trainlab train -m` for real: the callback compares, seeds aggregate, the CLI reruns it."""
     sweep = tmp_path / "sweep"

@@ -46,6 +46,7 @@ def test_a_sweep_fuses_its_seeds_by_default_and_not_when_switched_off(fuse, tmp_
         assert sorted(s["fused"]["members"] for s in summaries) == [3] * 6
 
 
+@pytest.mark.slow  # ~10 s: a real sweep
 def test_a_sweep_falls_back_to_separate_jobs_where_fusion_does_not_apply(tmp_path):
     summaries = sweep(tmp_path, "trainer.ema_decay=0.9")  # averaged weights: not fused
     assert all(s["status"] == "completed" and "fused" not in s for s in summaries)

@@ -106,6 +106,7 @@ def test_readings_follow_the_lecture() -> None:
     assert relative_error(1e-9, 0.0, tiny=1e-6) == pytest.approx(1e-3)  # floor: rounding
 
 
+@pytest.mark.slow  # ~8 s: the console script
 def test_console_command(tmp_path: Path) -> None:
     exe = str(Path(sys.executable).with_name("trainlab"))
     args = [exe, "gradcheck", *SMALL, "activation=gelu", f"hydra.run.dir={tmp_path}"]

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from trainlab.claims import ClaimResult
 from trainlab.report.terminal import WIDTH, claim_table, fit_table
 
@@ -36,6 +38,7 @@ def test_one_result_line_per_run_and_epochs_only_with_verbose(tmp_path: Path) ->
     assert sum("] epoch " in line for line in verbose.stdout.splitlines()) == 2
 
 
+@pytest.mark.slow  # ~20 s: a pool sweep with two workers
 def test_parallel_jobs_are_tagged_and_counted(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     proc = trainlab(tmp_path, "train", "-m", *TINY, "activation=relu,tanh",
