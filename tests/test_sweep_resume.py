@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from test_sweeps import job_dirs, summary, trainlab
 
 TINY = ["data.subset=64", "trainer.epochs=1", "model.width=8", "trainer.progress=never"]
@@ -26,6 +27,7 @@ def files(folder: Path) -> dict[str, int]:
     }
 
 
+@pytest.mark.slow  # ~21 s: three real sweeps
 def test_rerun_skips_finished_jobs_and_a_different_sweep_is_refused(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     args = ["train", "-m", *TINY, "activation=relu,tanh", f"hydra.sweep.dir={sweep_dir}"]
@@ -64,6 +66,7 @@ def test_sweeps_started_at_once_get_their_own_directories(tmp_path: Path) -> Non
         assert len(list(job.glob("events.out.tfevents.*"))) == 1
 
 
+@pytest.mark.slow  # ~31 s: a killed sweep and its re-run
 def test_killed_sweep_accounts_for_every_job_and_a_rerun_finishes_it(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     args = ["train", "-m", *TINY, "trainer.epochs=40", "trainer.checkpoint_every=5",

@@ -239,6 +239,7 @@ def test_failed_and_diverged_jobs_are_reported_and_the_rest_is_intact(tmp_path: 
 # ---------------------------------------------------------------- parallel launchers
 
 
+@pytest.mark.slow  # ~31 s: joblib workers
 def test_joblib_runs_jobs_in_worker_processes_with_the_basic_launchers_numbers(
     tmp_path: Path,
 ) -> None:
@@ -268,6 +269,7 @@ def test_joblib_runs_jobs_in_worker_processes_with_the_basic_launchers_numbers(
     assert all(torch.equal(v, theirs["model"][k]) for k, v in ours["model"].items())
 
 
+@pytest.mark.slow  # ~22 s: submitit processes
 def test_submitit_local_runs_jobs_as_processes(tmp_path: Path) -> None:
     sweep_dir, proc = sweep(
         tmp_path, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=2",
