@@ -91,3 +91,15 @@ def read_record(sweep_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
+
+
+def open_launch(config: Any) -> Path:
+    """What every trainlab launcher does before its jobs, as Hydra's own launchers do: Hydra's
+    globals, its logging, the sweep directory (returned)."""
+    from hydra.core.utils import configure_log, setup_globals
+
+    setup_globals()
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    return sweep_dir

@@ -7,15 +7,15 @@ results written and are skipped. `hydra.launcher.fuse=false` runs every job sepa
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
 from trainlab.sweep_fusion import fused_group, seed_groups
+from trainlab.sweep_record import open_launch
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,7 @@ class FusedLauncher(Launcher):
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
         """Every job in order (the sweeper reads the returns in this order)."""
-        setup_globals()
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        open_launch(self.config)
         configs = []
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             sweep_config = self.hydra_context.config_loader.load_sweep_config(
