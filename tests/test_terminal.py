@@ -13,6 +13,7 @@ import pytest
 
 from trainlab.claims import ClaimResult
 from trainlab.report.terminal import WIDTH, claim_table, fit_table
+from trainlab.terminal import short_keys, short_name
 
 TINY = ["data.subset=64", "trainer.epochs=2", "model.width=8", "model.depth=1"]
 ANSI = re.compile(r"\x1b\[")
@@ -68,3 +69,13 @@ def test_compact_tables_fit_the_width() -> None:
     table = claim_table(claims)
     assert max(len(line) for line in table) <= WIDTH
     assert table[2].startswith("REFUTED  1/2 confirmed  a claim")
+
+
+def test_a_job_line_names_its_job_in_the_width_left() -> None:
+    optuna = "optimizer.lr=0.0031622776601683794,regularizer.weight_decay=2.1544346900318823e-05"
+    assert short_name(f"{optuna}/seed=3", 80) == "lr=0.003162,weight_decay=2.154e-05/seed=3"
+    clash = "model.width=8,data.width=16"  # last parts alike: the keys stay whole
+    assert short_name(clash, 80) == clash
+    cut = short_name("activation=relu,init=kaiming_normal,norm=batch,optimizer=adam/seed=0", 30)
+    assert len(cut) == 30 and cut.endswith("…")
+    assert short_keys("a.b=1,c=x") == "b=1,c=x" and short_keys("no_equals") == "no_equals"
