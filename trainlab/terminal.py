@@ -63,6 +63,13 @@ def tag(text: str) -> str:
     return "\n".join(prefix + line for line in text.split("\n")) if prefix else text
 
 
+def tag_warnings() -> None:
+    """In a parallel sweep's job, Python's warnings go through logging (the `py.warnings`
+    logger): tagged with the job on the console, and kept in the job's .log file."""
+    if parallel():
+        logging.captureWarnings(True)
+
+
 class ConsoleHandler(logging.StreamHandler):
     """The job's console handler (conf/hydra/job_logging/trainlab.yaml): each line is written
     above the progress bars, which tqdm redraws below it, and tagged with its job."""
