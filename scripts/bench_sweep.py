@@ -11,8 +11,8 @@ between repeats. The overhead per job is
 
 where a job's own time is its summary's `train_time_s + eval_time_s` (training steps, and
 evaluation: validation, final train/test metrics, predictions); a job trained in a fused
-group has its share of the group's `wall_time_s` instead (all of the group's time counted
-as its own: the overhead of fused jobs is a lower bound). Prints medians over the repeats.
+group records its share of the group's (the group's / members), so the figure means the same
+for both launchers. Prints medians over the repeats, and the load average.
 
     python scripts/bench_sweep.py [--repeats 3] [--launchers separate default] [OVERRIDES...]
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -33,9 +34,7 @@ LAUNCHERS = {"separate": ["hydra.launcher.fuse=false"], "default": []}
 
 
 def own_seconds(summary: dict) -> float:
-    if "fused" in summary:
-        return summary["wall_time_s"] / summary["fused"]["members"]
-    return summary["train_time_s"] + summary["eval_time_s"]
+    return summary.get("train_time_s", 0.0) + summary.get("eval_time_s", 0.0)
 
 
 def main() -> None:
@@ -64,7 +63,8 @@ def main() -> None:
                 times[kind].append(t)
                 rows[kind].append((t, sum(own_seconds(s) for s in summaries), len(summaries)))
     t_import = statistics.median(times["imports"])
-    print(f"{' '.join(SWEEP + args.overrides)}; {args.repeats} repeats (medians)")
+    print(f"{' '.join(SWEEP + args.overrides)}; {args.repeats} repeats (medians); "
+          f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
     print(f"imports {t_import:.2f} s")
     for kind in args.launchers:
         per_job = [

@@ -61,6 +61,10 @@ def test_a_five_seed_sweep_ends_where_the_separate_runs_end(tmp_path):
         assert f["steps"] == s["steps"] and f["epochs"] == s["epochs"]
         assert f["steps_to_target"] == s["steps_to_target"]
         assert f["metrics"].keys() == s["metrics"].keys()
+    # each member's share of the group's training steps and evaluation, as a run's own time
+    own = [f["train_time_s"] + f["eval_time_s"] for f in fused]
+    assert all(f["eval_time_s"] > 0 for f in fused) and len(set(own)) == 1
+    assert 0 < 5 * own[0] < fused[0]["wall_time_s"]
     for seed in range(5):  # every job its own files, as if run alone
         run_dir = tmp_path / "fused" / str(seed)
         assert list(run_dir.glob("events.out.tfevents.*"))

@@ -196,11 +196,17 @@ def _train(g: Group, stop: runs.StopFlag) -> None:
                 fused_checkpoint.save(g)
         g.epoch_train_s = time.perf_counter() - tick
         g.train_time += g.epoch_train_s
+        tick = time.perf_counter()
         end_epoch(g)
+        g.eval_time += time.perf_counter() - tick
         g.perms, g.batch_start, g.epoch_train_s = None, 0, 0.0
         fused_checkpoint.save(g)
         alive.copy_(torch.tensor([m.alive for m in g.members]))
+    tick = time.perf_counter()
     finish(g)
+    g.eval_time += time.perf_counter() - tick
+    for m in g.members:  # each member's share of the group's training and evaluation
+        m.summary.update(train_time_s=g.train_time / k, eval_time_s=g.eval_time / k)
     fused_checkpoint.save(g, finished=True)
     for m in g.members:
         write_json(m.run_dir / "history.json", m.history)

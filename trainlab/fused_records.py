@@ -66,7 +66,8 @@ class Group:
     hit: Tensor = None  # (K,)
     lr: float = math.nan
     clock: float = field(default_factory=time.perf_counter)
-    train_time: float = 0.0
+    train_time: float = 0.0  # training steps
+    eval_time: float = 0.0  # validation, final metrics, predictions (as a run's eval_time_s)
     epoch_train_s: float = 0.0
 
     def elapsed(self) -> float:
