@@ -498,6 +498,12 @@ def test_searches_skip_diverged_and_failed_jobs(tmp_path: Path) -> None:
     assert (first.count("diverged"), first.count("failed")) == (1, 1)
     md = (result.out_dir / "comparison.md").read_text()
     assert "| a@a | 2 | 1 | – | – | no completed job |" in md and "boom" in md
+    proc = subprocess.run([sys.executable, "-m", "trainlab", "compare", str(a), str(b)],
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 1 and "Claims" not in proc.stderr  # written, but a job failed
+    jobs = sum(len(s.jobs) for s in result.searches)
+    see = result.out_dir / "comparison.md"
+    assert proc.stderr.strip() == f"trainlab: 1 of {jobs} jobs failed (see {see})"
 
 
 def test_cli_compares_several_sweeps(searches: tuple[Path, Path], tmp_path: Path) -> None:
@@ -507,6 +513,11 @@ def test_cli_compares_several_sweeps(searches: tuple[Path, Path], tmp_path: Path
     out = searches[0] / "hparam_search_vs_hparam_grid" / "comparison.md"
     assert f"Wrote {out}" in proc.stdout and out.is_file()
     assert "best_val_acc (best per seed)" in proc.stdout and "\nCONFIRMED " in proc.stdout
+    lines = [line for line in proc.stdout.splitlines() if str(tmp_path) not in line]
+    assert max(map(len, lines)) <= 100  # the terminal view fits, but for lines naming a path
+    assert re.search(r"^\(in comparison.md also: .*best configuration\)$", proc.stdout, re.M)
+    assert re.search(r"^hparam_grid +2 +3 +0.840 +0.820 +lr=0.00316,weight_decay=0.0001$",
+                     proc.stdout, re.M)  # a seed's row: its choice, short keys  # fmt: skip
     proc = subprocess.run([*cmd, "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert proc.returncode == 0 and (tmp_path / "o" / "claims.json").is_file()
     proc = subprocess.run([*cmd[:-1], str(tmp_path / "nope")], capture_output=True, text=True)

@@ -87,3 +87,23 @@ def test_jobs_of_one_process_share_a_loaded_data_set_keyed_by_its_config():
     assert load_data(compose(["seed=1", "activation=tanh"]).data) is first  # same data node
     other = load_data(compose(["data.subset=100"]).data)
     assert other is not first and len(other.train_x) == 100
+
+
+def test_a_compare_without_claims_imports_no_scipy(tmp_path):
+    """The ranking table's t intervals come from verdict's table: scipy only for claims."""
+    code = f"""
+import sys
+sys.path.insert(0, {str(ROOT / "tests")!r})
+from test_compare import history, make_job, summary
+from pathlib import Path
+from trainlab.compare import compare
+for act, vals in {{"relu": [0.9, 0.92, 0.94], "tanh": [0.8, 0.83, 0.81]}}.items():
+    for seed, v in enumerate(vals):
+        make_job(Path("sweep"), [f"activation={{act}}", f"seed={{seed}}"], summary(v), history([v]))
+print("GROUPS", [g.label for g in compare("sweep").groups])
+print("SCIPY", sorted(m for m in sys.modules if m.startswith("scipy")))
+"""
+    proc = python(code, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "GROUPS ['activation=relu', 'activation=tanh']" in proc.stdout, proc.stdout
+    assert "SCIPY []" in proc.stdout, proc.stdout

@@ -4,15 +4,18 @@ compact view within 100 columns. Real runs on a 64-image subset of digits."""
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 
 from trainlab.claims import ClaimResult
 from trainlab.report.terminal import WIDTH, claim_table, fit_table
+from trainlab.terminal import short_keys, short_name
 
 TINY = ["data.subset=64", "trainer.epochs=2", "model.width=8", "model.depth=1"]
 ANSI = re.compile(r"\x1b\[")
@@ -68,3 +71,36 @@ def test_compact_tables_fit_the_width() -> None:
     table = claim_table(claims)
     assert max(len(line) for line in table) <= WIDTH
     assert table[2].startswith("REFUTED  1/2 confirmed  a claim")
+
+
+def test_a_job_line_names_its_job_in_the_width_left() -> None:
+    optuna = "optimizer.lr=0.0031622776601683794,regularizer.weight_decay=2.1544346900318823e-05"
+    assert short_name(f"{optuna}/seed=3", 80) == "lr=0.003162,weight_decay=2.154e-05/seed=3"
+    clash = "model.width=8,data.width=16"  # last parts alike: the keys stay whole
+    assert short_name(clash, 80) == clash
+    cut = short_name("activation=relu,init=kaiming_normal,norm=batch,optimizer=adam/seed=0", 30)
+    assert len(cut) == 30 and cut.endswith("…")
+    assert short_keys("a.b=1,c=x") == "b=1,c=x" and short_keys("no_equals") == "no_equals"
+
+
+def test_a_parallel_jobs_python_warnings_are_tagged(capsys) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from trainlab.terminal import ConsoleHandler, tag_warnings
+
+    hydra = {"mode": RunMode.MULTIRUN, "launcher": {"n_jobs": 2}, "job": {"num": 3}}
+    HydraConfig.instance().cfg = OmegaConf.create({"hydra": hydra})  # a parallel job's
+    handler = ConsoleHandler(sys.stderr)
+    logging.getLogger("py.warnings").addHandler(handler)
+    try:
+        tag_warnings()
+        warnings.warn("a library's warning", UserWarning, stacklevel=1)
+    finally:
+        logging.captureWarnings(False)
+        logging.getLogger("py.warnings").removeHandler(handler)
+        HydraConfig.instance().cfg = None
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "a library's" in ln]
+    assert any("UserWarning: a library's warning" in ln for ln in lines)
+    assert all(ln.startswith("[job 3] ") for ln in lines), lines  # its source line too

@@ -20,6 +20,7 @@ from trainlab.verdict import (
     difference,
     holm,
     one_sample,
+    t_quantile,
 )
 
 SCRIPT = Path(__file__).parents[1] / "scripts" / "verdict_power.py"
@@ -120,3 +121,9 @@ def test_seeds_needed_give_the_promised_power() -> None:
     ]  # fmt: skip
     assert 0.72 <= np.mean(hits) <= 0.88  # 80% within about 4 standard errors (2 points)
     assert ALPHA == 0.05
+
+
+def test_t_quantiles_are_scipys_bit_for_bit() -> None:
+    """The table describe() uses instead of importing scipy, and the fallback beyond it."""
+    for df in [*range(1, 41), 2.5, 117.3]:
+        assert t_quantile(df) == float(stats.t.ppf(1 - ALPHA / 2, df)), df

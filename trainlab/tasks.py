@@ -20,7 +20,7 @@ from trainlab.errors import ConfigError
 from trainlab.io import atomic_write_text
 from trainlab.runs import claim, config_hash
 from trainlab.sweep_fusion import train_pending_group
-from trainlab.terminal import tag
+from trainlab.terminal import tag, tag_warnings
 
 log = logging.getLogger("trainlab")
 
@@ -32,6 +32,7 @@ def run_job(task, cfg: DictConfig) -> float | None:
     """
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
+    tag_warnings()
     try:
         return task(cfg, hc.runtime.output_dir)
     except ConfigError as err:

@@ -63,6 +63,13 @@ def tag(text: str) -> str:
     return "\n".join(prefix + line for line in text.split("\n")) if prefix else text
 
 
+def tag_warnings() -> None:
+    """In a parallel sweep's job, Python's warnings go through logging (the `py.warnings`
+    logger): tagged with the job on the console, and kept in the job's .log file."""
+    if parallel():
+        logging.captureWarnings(True)
+
+
 class ConsoleHandler(logging.StreamHandler):
     """The job's console handler (conf/hydra/job_logging/trainlab.yaml): each line is written
     above the progress bars, which tqdm redraws below it, and tagged with its job."""
@@ -152,7 +159,41 @@ def result_line(config: Any, job_return: Any, seconds: float) -> str:
         parts.append(f"{warnings} warning{'s' * (warnings != 1)}")
     name = str(config.hydra.sweep.subdir)  # the job's directory: its overrides and seed
     done = count_finished(Path(str(config.hydra.sweep.dir)), name)
-    return f"[{done}/{sweep_total(config)}] {name} | " + " | ".join(parts)
+    head, tail = f"[{done}/{sweep_total(config)}] ", " | " + " | ".join(parts)
+    return head + short_name(name, LINE - len(head) - len(tail)) + tail
+
+
+LINE = 100 - len("[12:00:00][trainlab] ")  # a job's line, its logging prefix included
+
+
+def short_name(name: str, room: int) -> str:
+    """A job's directory as its line shows it: keys by their last part where that tells them
+    apart, long numbers to 4 significant digits, cut (…) to `room` characters; the directory
+    itself keeps its name (comparison.md lists it)."""
+    parts = [short_keys(part, digits=4) for part in name.split("/")]
+    text = "/".join(parts)
+    return text if len(text) <= room else text[: max(room, 20) - 1] + "…"
+
+
+def short_keys(config: str, digits: int | None = None) -> str:
+    """'optimizer.lr=0.1,regularizer.weight_decay=1e-4' -> 'lr=0.1,weight_decay=1e-4' when
+    the keys' last parts tell them apart; with `digits`, numbers to that many significant
+    digits ('0.0031622776' -> '0.003162')."""
+    cells = [c.split("=", 1) for c in config.split(",")]
+    if any(len(c) != 2 for c in cells):
+        return config
+    short = [k.rsplit(".", 1)[-1] for k, _ in cells]
+    keys = short if len(set(short)) == len(short) else [k for k, _ in cells]
+    return ",".join(f"{k}={_num(v, digits)}" for k, (_, v) in zip(keys, cells, strict=True))
+
+
+def _num(value: str, digits: int | None) -> str:
+    if digits is None or len(value) <= digits + 2:
+        return value
+    try:
+        return f"{float(value):.{digits}g}"
+    except ValueError:
+        return value
 
 
 def quiet_third_party(config: Any) -> None:

@@ -28,13 +28,25 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import optimize, special, stats
+
+# scipy is imported where a test runs (scipy.stats alone costs seconds): the ranking table of a
+# sweep without claims needs only the t quantiles below.
 
 CONFIRMED, REFUTED, INCONCLUSIVE = "confirmed", "refuted", "inconclusive"
 ALPHA = 0.05  # two-sided: each side of the boundary is tested at ALPHA / 2
 POWER = 0.8  # for the smallest detectable effect and the seeds needed
 EXACT_LIMIT = 20_000  # rank tests enumerate every split of the seeds up to this many
 MAX_SEEDS = 100_000
+# t.ppf(1 - ALPHA / 2, df) for df = 1..30, as scipy.special.stdtrit gives them (exactly: the
+# floats round-trip; tests/test_verdict.py checks): the intervals of 2-31 seeds need no scipy
+_T_QUANTILES = tuple(map(float, """
+12.706204736174694 4.302652729749462 3.1824463052837078 2.7764451051977934 2.5705818356363146
+2.4469118511449786 2.364624251592784 2.306004135204166 2.262157162798205 2.228138851986274
+2.200985160091639 2.1788128296672284 2.1603686564627913 2.144786687917804 2.131449545559776
+2.1199052992212546 2.1098155778333156 2.1009220402410382 2.0930240544083087 2.085963447265864
+2.0796138447276795 2.0738730679040254 2.0686576104190486 2.0638985616280245 2.0595385527532972
+2.0555294386428735 2.0518305164802846 2.0484071417952454 2.045229642132703 2.0422724563012378
+""".split()))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -81,9 +93,19 @@ def describe(
     if len(finite) == 1:  # no spread to estimate: the interval is the metric's whole range
         return Stat(n, mean, math.nan, clip[0], clip[1], len(infinite), missing, worst)
     std = float(np.std(finite, ddof=1)) if min(finite) != max(finite) else 0.0
-    half = float(stats.t.ppf(1 - ALPHA / 2, len(finite) - 1)) * std / math.sqrt(len(finite))
+    half = t_quantile(len(finite) - 1) * std / math.sqrt(len(finite))
     lo, hi = max(mean - half, clip[0]), min(mean + half, clip[1])
     return Stat(n, mean, std, lo, hi, len(infinite), missing, worst)
+
+
+def t_quantile(df: float) -> float:
+    """The (1 - ALPHA / 2) quantile of Student's t with df degrees of freedom: scipy's
+    t.ppf (whose ppf is special.stdtrit), from the table for integer df up to 30."""
+    if df == int(df) and 1 <= df <= len(_T_QUANTILES):
+        return _T_QUANTILES[int(df) - 1]
+    from scipy import special
+
+    return float(special.stdtrit(df, 1 - ALPHA / 2))
 
 
 @dataclass(frozen=True)
@@ -140,14 +162,21 @@ def difference(a: Sequence[float], b: Sequence[float], boundary: float, above: b
     se = math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va**2 / (len(x) - 1) + vb**2 / (len(y) - 1))  # Welch-Satterthwaite
     d = float(x.mean() - y.mean())
-    half = float(stats.t.ppf(1 - ALPHA / 2, df)) * se
-    p_claim, p_other = _sides(float(stats.t.sf((d - boundary) / se, df)), above)
+    half = t_quantile(df) * se
+    p_claim, p_other = _sides(_t_tail((d - boundary) / se, df), above)
     var_sum, df_factor = x.var(ddof=1) + y.var(ddof=1), _welch_df_factor(x, y)
 
     def power() -> tuple[float, float]:
         return _mde_t(se, df), _seeds_t(abs(d - boundary), var_sum, df_factor)
 
     return Test("welch", d, d - half, d + half, p_claim, p_other, functools.cache(power))
+
+
+def _t_tail(t: float, df: float) -> float:
+    """P(T > t) for Student's t: scipy's t.sf, whose sf is special.stdtr(df, -t)."""
+    from scipy import special
+
+    return float(special.stdtr(df, -t))
 
 
 def _welch_df_factor(x: np.ndarray, y: np.ndarray) -> float:
@@ -158,6 +187,8 @@ def _welch_df_factor(x: np.ndarray, y: np.ndarray) -> float:
 
 def ranks(x: np.ndarray, y: np.ndarray, above: bool) -> Test:
     """Mann-Whitney: is x stochastically above (below) y? Exact (ties too) for small groups."""
+    from scipy import stats
+
     splits = math.comb(len(x) + len(y), len(x))
     method = (
         stats.PermutationMethod(n_resamples=EXACT_LIMIT) if splits <= EXACT_LIMIT else "asymptotic"
@@ -198,8 +229,8 @@ def one_sample(values: Sequence[float], threshold: float, above: bool) -> Test:
     if not np.isfinite(x).all():
         return signs(x, threshold, above)
     mean, se, df = float(x.mean()), float(x.std(ddof=1)) / math.sqrt(len(x)), len(x) - 1
-    half = float(stats.t.ppf(1 - ALPHA / 2, df)) * se
-    p_claim, p_other = _sides(float(stats.t.sf((mean - threshold) / se, df)), above)
+    half = t_quantile(df) * se
+    p_claim, p_other = _sides(_t_tail((mean - threshold) / se, df), above)
 
     def power() -> tuple[float, float]:
         return _mde_t(se, df), _seeds_t(abs(mean - threshold), float(x.var(ddof=1)), 1.0)
@@ -214,6 +245,8 @@ def signs(x: np.ndarray, threshold: float, above: bool) -> Test:
     n = claimed + other
     if n == 0:
         return Test("signs", math.nan, math.nan, math.nan, 1.0, 1.0)
+    from scipy import stats
+
     p_claim = float(stats.binomtest(claimed, n, 0.5, alternative="greater").pvalue)
     p_other = float(stats.binomtest(other, n, 0.5, alternative="greater").pvalue)
 
@@ -231,11 +264,15 @@ def _power_t(nc: float, df: float) -> float:
     """P(one-sided t test at ALPHA / 2 rejects) with noncentrality nc: noncentral t.
     (scipy.special's nctdtr/stdtrit are stats.nct.cdf/stats.t.ppf without the per-call
     overhead of the distribution objects: root searches call this often.)"""
+    from scipy import special
+
     return 1.0 - float(special.nctdtr(df, nc, special.stdtrit(df, 1 - ALPHA / 2)))
 
 
 def _mde_t(se: float, df: float) -> float:
     """The true distance from the boundary a one-sided t test detects with POWER."""
+    from scipy import optimize
+
     top = 40.0  # beyond it nctdtr loses precision; power there is ~1 for any df >= 1
     if not _power_t(top, df) >= POWER:
         return math.inf
@@ -263,7 +300,9 @@ def _seeds_t(effect: float, var_sum: float, df_factor: float) -> float:
 
 
 def _z_sum() -> float:
-    return float(stats.norm.ppf(1 - ALPHA / 2) + stats.norm.ppf(POWER))
+    from scipy import special  # stats.norm.ppf is special.ndtri
+
+    return float(special.ndtri(1 - ALPHA / 2) + special.ndtri(POWER))
 
 
 def _noether_seeds(share: float) -> float:

@@ -71,13 +71,19 @@ def seed_headers(result: SearchComparison) -> list[str]:
     return ["search", "seed", "jobs", *result.metrics, "configuration chosen"]
 
 
-def search_intro(result: SearchComparison) -> list[str]:
+def search_intro(result: SearchComparison, interval: bool = True) -> list[str]:
+    """Where each search came from and how its cells were made (the terminal shows no
+    intervals: `interval=False` says where they are)."""
     lines = [f"Search {s.label}: {len(s.jobs)} jobs in {s.sweep_dir}" for s in result.searches]
     better = "higher" if result.descending else "lower"
+    cells = (
+        "mean ± std [95% Student-t interval of the mean] over seeds of those per-seed bests."
+        if interval
+        else "mean ± std over seeds of those per-seed bests (intervals: comparison.md)."
+    )
     lines.append(
         f"Per seed, each search's result is its best completed job by {result.rank_by} ({better}"
-        " is better): the configuration that search found with that seed. Cells: mean ± std"
-        " [95% Student-t interval of the mean] over seeds of those per-seed bests."
+        f" is better): the configuration that search found with that seed. Cells: {cells}"
     )
     return lines + result.notes
 

@@ -18,6 +18,7 @@ from trainlab.report.search_tables import (
 from trainlab.report.tables import result_headers, result_rows, table_metrics, text_table
 from trainlab.searches import SearchComparison
 from trainlab.sweep import PROBLEMS, Comparison, group_label
+from trainlab.terminal import short_keys
 
 WIDTH = 100  # every line compare prints fits this many columns
 GROUP_WIDTH = 40  # a group's label is cut to this in the terminal's table
@@ -39,7 +40,7 @@ def format_terminal(result: Comparison) -> str:
     ensembles = " ensembles," if result.ensembles else ""
     parts += ["", *_wrap(f"Wrote {result.out / 'comparison.md'} (every column with intervals,"
                          f"{ensembles} each claim's numbers; and .csv, claims.json, report.html, "
-                         "plots/, _compare/)")]  # fmt: skip
+                         "plots/, _compare/)", keep=2)]  # fmt: skip
     return "\n".join(parts)
 
 
@@ -53,9 +54,14 @@ def _intro(result: Comparison) -> str:
             "seeds; 'never': seeds that never reached the target.")  # fmt: skip
 
 
-def _wrap(text: str, indent: str = "") -> list[str]:
-    return textwrap.wrap(text, WIDTH, subsequent_indent=indent, break_long_words=False,
-                         break_on_hyphens=False) or [""]  # fmt: skip
+def _wrap(text: str, indent: str = "", keep: int = 1) -> list[str]:
+    """Lines of at most WIDTH columns (a longer word stays whole); the first `keep` words stay
+    together ('Wrote PATH' is never split: textwrap does not break at a no-break space)."""
+    words = text.split(" ")
+    text = "\xa0".join(words[:keep]) + " " * (len(words) > keep) + " ".join(words[keep:])
+    lines = textwrap.wrap(text, WIDTH, subsequent_indent=indent, break_long_words=False,
+                          break_on_hyphens=False)  # fmt: skip
+    return [line.replace("\xa0", " ") for line in lines] or [""]
 
 
 def fit_table(header: list[str], rows: list[list[str]], keep: int = 4) -> list[str]:
@@ -126,14 +132,30 @@ def problem_summary(result: Comparison) -> list[str]:
 
 
 def format_search_terminal(result: SearchComparison) -> str:
-    parts = [*search_intro(result), ""]
-    parts += [text_table(search_headers(result), search_rows(result, interval=True)), ""]
-    parts += ["Per seed:", text_table(seed_headers(result), seed_rows(result))]
+    """Several searches in 100 columns: the ranking (problem counts before the best
+    configuration, which is named below it when it does not fit), each seed's choice with
+    the configuration cut to fit, the claims, the problem jobs; every number in comparison.md."""
+    intro = search_intro(result, interval=False)
+    n = len(result.searches)  # 'Search NAME: N jobs in PATH' lines stay whole
+    parts = [*intro[:n], *(line for text in intro[n:] for line in _wrap(text))]
+    header, rows = search_headers(result), search_rows(result, interval=False)
+    header[4:] = [h.split(" (")[0] if i else h for i, h in enumerate(header[4:])]
+    best = header.index("best configuration")
+    order = [*range(best), *range(best + 1, len(header)), best]
+    parts += ["", *fit_table([header[i] for i in order], [[r[i] for i in order] for r in rows], 5)]
+    seeds = [[*r[:-1], short_keys(r[-1])] for r in seed_rows(result)]
+    parts += ["", "Per seed:", *fit_last(seed_headers(result), seeds)]
     parts += ["", *claim_table(result.claims, CROSS)]
     if any(j.status != "completed" for s in result.searches for j in s.jobs):
-        parts += ["", "Failed, diverged and missing jobs:", *search_problem_lines(result)]
-    parts += [
-        "",
-        f"Wrote {result.out_dir / 'comparison.md'} (and comparison.csv, claims.json, report.html)",
-    ]
+        problems = search_problem_lines(result)
+        parts += ["", "Failed, diverged and missing jobs:", *(_cut(p, WIDTH) for p in problems)]
+    parts += ["", *_wrap(f"Wrote {result.out_dir / 'comparison.md'} (every number with intervals;"
+                         " and comparison.csv, claims.json, report.html)", keep=2)]  # fmt: skip
     return "\n".join(parts)
+
+
+def fit_last(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A text table whose last column is cut (…) so that every line fits WIDTH columns."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    room = max(WIDTH - sum(w + 2 for w in widths), len(header[-1]))
+    return text_table(header, [[*r[:-1], _cut(r[-1], room)] for r in rows]).split("\n")
