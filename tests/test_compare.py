@@ -498,6 +498,12 @@ def test_searches_skip_diverged_and_failed_jobs(tmp_path: Path) -> None:
     assert (first.count("diverged"), first.count("failed")) == (1, 1)
     md = (result.out_dir / "comparison.md").read_text()
     assert "| a@a | 2 | 1 | – | – | no completed job |" in md and "boom" in md
+    proc = subprocess.run([sys.executable, "-m", "trainlab", "compare", str(a), str(b)],
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 1 and "Claims" not in proc.stderr  # written, but a job failed
+    jobs = sum(len(s.jobs) for s in result.searches)
+    see = result.out_dir / "comparison.md"
+    assert proc.stderr.strip() == f"trainlab: 1 of {jobs} jobs failed (see {see})"
 
 
 def test_cli_compares_several_sweeps(searches: tuple[Path, Path], tmp_path: Path) -> None:

@@ -186,13 +186,24 @@ def compare_searches(
 
 
 def run_compare_searches(sweep_dirs: Sequence[str], out_dir: str | None = None) -> int:
-    """CLI entry for several sweeps; exit code 2 for a missing or empty dir."""
+    """`trainlab compare A B ...`, with run_compare's exit codes: 0, 1 if a job of some
+    search failed or never started (the comparison is written), 2 nothing compared."""
     try:
         result = compare_searches(sweep_dirs, out_dir)
     except ConfigError as err:
         print(str(err), file=sys.stderr)
         return 2
+    except OSError as err:
+        where = err.filename or out_dir or sweep_dirs[0]
+        print(f"trainlab compare: cannot write {where}: {err.strerror or err}", file=sys.stderr)
+        return 2
     print(format_search_terminal(result))
+    jobs = [j for s in result.searches for j in s.jobs]
+    failed = sum(j.status in ("failed", "missing") for j in jobs)
+    if failed:
+        print(f"trainlab: {failed} of {len(jobs)} jobs failed "
+              f"(see {result.out_dir / 'comparison.md'})", file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 
