@@ -39,9 +39,8 @@ def member_state(g: Group, k: int, finished: bool) -> dict[str, Any]:
         preprocess=g.preprocess, optimizer=m.optimizer, scheduler=g.scheduler,
         generator=g.generators[k], monitor=m.stats, writer=m.writer, step=g.step,
         epoch=g.epoch, batch_start=g.batch_start,
-        perm=None if g.perms is None else g.perms[k].clone(), window=g.window[k].clone(),
-        epoch_sums=g.epoch_sums[k].clone(), target_ring=g.ring[:, :, k].clone(),
-        target_hit=g.hit[k].clone(), last_sync=m.last_sync, lr=g.lr, history=m.history,
+        perm=None if g.perms is None else g.perms[k].clone(), tally=g.tally.member(k),
+        last_sync=m.last_sync, lr=g.lr, history=m.history,
         best_val_acc=m.best_val_acc, train_time_s=g.train_time, epoch_train_s=g.epoch_train_s,
         clock=g.clock,
     )  # fmt: skip
