@@ -8,7 +8,6 @@ configs turn out to differ in more than the seed, is trained job by job as usual
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, open_dict, read_write
+
+from trainlab.fastconf import copy_config
 
 log = logging.getLogger("trainlab")
 SEED_KEYS = ("seed", "+seed", "++seed")
@@ -43,7 +44,7 @@ def fused_group(sweep_configs: list[DictConfig]) -> Iterator[None]:
 
 def task_config(sweep_config: DictConfig) -> DictConfig:
     """A job's config as its task receives it (Hydra's run_job drops the hydra node)."""
-    cfg = copy.deepcopy(sweep_config)
+    cfg = copy_config(sweep_config)
     with read_write(cfg), open_dict(cfg):
         del cfg["hydra"]
     return cfg

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from trainlab.errors import ConfigError
+from trainlab.fastconf import to_yaml
 from trainlab.io import atomic_write_text
 from trainlab.runs import claim, config_hash
 from trainlab.sweep_fusion import train_pending_group
@@ -96,7 +97,7 @@ def save_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
     hc = HydraConfig.get()
     files = {"config.yaml": cfg, "hydra.yaml": {"hydra": hc}, "overrides.yaml": hc.overrides.task}
     for name, node in files.items():
-        atomic_write_text(out / name, OmegaConf.to_yaml(node))
+        atomic_write_text(out / name, to_yaml(node))  # OmegaConf.to_yaml's bytes, faster
 
 
 def threads_per_job() -> int:

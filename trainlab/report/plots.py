@@ -75,6 +75,18 @@ def write_plots(result: Comparison, plot_dir: Path) -> list[Path]:
     return written
 
 
+def warm_up() -> None:
+    """One small figure drawn and thrown away: matplotlib imported, fonts and the log axis's
+    tick-label parser loaded (trainlab.compare_worker does it while a sweep trains)."""
+    painter = Painter()
+    fig, ax = painter.figure()
+    ax.plot([1, 2], [0.5, 0.05], color=painter.colors(1)[0], label="warm-up")
+    ax.set_yscale("log")
+    ax.set(xlabel="epoch", ylabel="loss", title="warm-up")
+    _legend(fig, ax, 1)
+    fig.savefig(io.BytesIO(), format="png", dpi=100)
+
+
 class Painter:
     """matplotlib's Figure and colour maps, imported once per compare."""
 
