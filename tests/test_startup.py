@@ -93,17 +93,23 @@ def test_a_compare_without_claims_imports_no_scipy(tmp_path):
     """The ranking table's t intervals come from verdict's table: scipy only for claims."""
     code = f"""
 import sys
+from pathlib import Path
 sys.path.insert(0, {str(ROOT / "tests")!r})
 from test_compare import history, make_job, summary
-from pathlib import Path
-from trainlab.compare import compare
+from trainlab.compare import Comparison, ensembles, evaluate_claims
+from trainlab.report.tables import format_markdown
+from trainlab.sweep import group_jobs, load_sweep, rank_groups
 for act, vals in {{"relu": [0.9, 0.92, 0.94], "tanh": [0.8, 0.83, 0.81]}}.items():
     for seed, v in enumerate(vals):
         make_job(Path("sweep"), [f"activation={{act}}", f"seed={{seed}}"], summary(v), history([v]))
-print("GROUPS", [g.label for g in compare("sweep").groups])
+jobs, experiment = load_sweep(Path("sweep"))
+groups = rank_groups(group_jobs(jobs), "val_acc", True)
+ensembles.annotate(groups)
+result = Comparison(Path("sweep"), groups, experiment, "val_acc", True, evaluate_claims([], groups))
+print("TABLE", "0.920 ± 0.020 [95% 0.870, 0.970]" in format_markdown(result))
 print("SCIPY", sorted(m for m in sys.modules if m.startswith("scipy")))
 """
     proc = python(code, tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "GROUPS ['activation=relu', 'activation=tanh']" in proc.stdout, proc.stdout
+    assert "TABLE True" in proc.stdout, proc.stdout
     assert "SCIPY []" in proc.stdout, proc.stdout

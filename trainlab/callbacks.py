@@ -69,8 +69,16 @@ class CompareOnMultirunEnd(Callback):
     result file or failed.
     """
 
+    worker = None  # trainlab.compare_worker, started with a training sweep
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from trainlab import compare_worker
+
+        if str(OmegaConf.select(config, "hydra.job.name", default="train")) == "train":
+            self.worker = compare_worker.start()
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from trainlab.compare import run_compare
+        from trainlab import compare_worker
 
         name = str(OmegaConf.select(config, "hydra.job.name", default="train"))
         # Hydra's `now` resolver is cached on this config: same dir the launcher used.
@@ -80,15 +88,24 @@ class CompareOnMultirunEnd(Callback):
         sweep_dir = str(sweep_dir)
         (Path(sweep_dir) / ".finished").unlink(missing_ok=True)  # every job ended: no [k/N] left
         if name != "train":
+            compare_worker.stop(self.worker)
             report_jobs(Path(sweep_dir), name)
             return
-        try:
-            code = run_compare(sweep_dir)  # the exit codes of `trainlab compare`
-        except Exception:  # compare itself broke: the jobs' results are there
-            log.exception("trainlab compare failed at the end of the multirun")
-            code = 1
+        code = compare_worker.run(self.worker, sweep_dir)  # compare's exit codes, made ready
+        if code is None:
+            code = compare_here(sweep_dir)
         if code:
             raise SystemExit(code)
+
+
+def compare_here(sweep_dir: str) -> int:
+    from trainlab.compare import run_compare
+
+    try:
+        return run_compare(sweep_dir)  # the exit codes of `trainlab compare`
+    except Exception:  # compare itself broke: the jobs' results are there
+        log.exception("trainlab compare failed at the end of the multirun")
+        return 1
 
 
 def report_jobs(sweep_dir: Path, name: str) -> None:

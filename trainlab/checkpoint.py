@@ -10,6 +10,7 @@ behind the logged curves, history, best-so-far and the statistics' snapshots.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import random
 import time
@@ -77,8 +78,9 @@ class Run:
     eval_time_s: float = 0.0  # evaluation in this attempt (validation, final metrics)
     clock: float = field(default_factory=time.perf_counter)  # perf_counter at elapsed 0
 
-    @property
+    @functools.cached_property
     def config(self) -> dict[str, Any]:
+        """cfg as plain containers, resolved once: every checkpoint of the run holds it."""
         return OmegaConf.to_container(self.cfg, resolve=True)
 
     def elapsed(self) -> float:

@@ -17,7 +17,11 @@ either order, so the result is the composition's.
 
 Compositions are kept pickled (Hydra's own joblib and submitit launchers pickle job configs),
 so a copy is `pickle.loads` (~2 ms) instead of `copy.deepcopy` (~14 ms). Anything else, and
-any error, goes to Hydra's own `load_configuration` (same messages).
+any error, goes to Hydra's own `load_configuration` (same messages). The compositions that
+remain (one per combination of config-group choices, and the sweep's own) share the config
+files loaded before: Hydra's `CachingConfigRepository` keeps each file it loads for one
+composition; here a pickled copy of it is kept per (search path, file) for the command, and
+each composition gets its own copy (~40% of a composition's time).
 tests/test_compose_cache.py compares derived configs with full compositions.
 """
 
@@ -28,6 +32,7 @@ import pickle
 from typing import Any
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+from hydra._internal.config_repository import CachingConfigRepository, ConfigResult
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from hydra.core.utils import JobRuntime
@@ -45,19 +50,44 @@ NOT_DERIVED = (  # keys Hydra reads while composing, or sets after the overrides
 )
 SCALARS = (str, int, float, bool, type(None))
 _memo: dict[tuple, list[tuple[dict[str, Override], bytes, frozenset[str]]]] = {}
+_files: dict[tuple, bytes] = {}  # (search path, config path) -> pickled ConfigResult
 _original = ConfigLoaderImpl.load_configuration
+_original_load_file = CachingConfigRepository.load_config
 
 
 def install() -> None:
     """Wrap Hydra's config loader, with an empty memo: one command line's compositions, never
     a config file as an earlier command (in the same process: tests) read it."""
     _memo.clear()
+    _files.clear()
     ConfigLoaderImpl.load_configuration = _load_configuration
+    CachingConfigRepository.load_config = _load_file
 
 
 def uninstall() -> None:
     ConfigLoaderImpl.load_configuration = _original
+    CachingConfigRepository.load_config = _original_load_file
     _memo.clear()
+    _files.clear()
+
+
+def _load_file(self: CachingConfigRepository, config_path: str) -> ConfigResult | None:
+    """Hydra's per-composition file cache, filled from the files loaded for this command."""
+    key = f"config_path={config_path}"
+    if key in self.cache:
+        return self.cache[key]
+    sources = tuple((s.provider, s.path) for s in self.delegate.get_sources())
+    blob = _files.get((sources, config_path))
+    if blob is None:
+        ret = self.delegate.load_config(config_path=config_path)
+        try:
+            _files[(sources, config_path)] = pickle.dumps(ret, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001 - a config that does not pickle: loaded each time
+            pass
+    else:
+        ret = pickle.loads(blob)
+    self.cache[key] = ret
+    return ret
 
 
 def _load_configuration(self: ConfigLoaderImpl, config_name: str | None, overrides: list[str],

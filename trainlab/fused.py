@@ -231,7 +231,8 @@ def _train(g: Group, stop: runs.StopFlag) -> None:
         end_epoch(g)
         g.eval_time += time.perf_counter() - tick
         g.perms, g.batch_start, g.epoch_train_s = None, 0, 0.0
-        fused_checkpoint.save(g)
+        if g.step < g.total_steps:  # the last epoch's is the finished checkpoint below
+            fused_checkpoint.save(g)
         alive.copy_(torch.tensor([m.alive for m in g.members]))
     tick = time.perf_counter()
     finish(g)

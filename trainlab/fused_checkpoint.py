@@ -32,20 +32,22 @@ def member_state(g: Group, k: int, finished: bool) -> dict[str, Any]:
     """checkpoint.gather of member k as if it had trained alone, plus `fused`: the group."""
     m = g.members[k]
     m.model.load_state_dict(g.model.member_state_dict(k))
-    if m.optimizer is None:
-        m.optimizer = build.build_optimizer(m.cfg, m.model)
-    run = Run(
-        m.cfg, m.run_dir, m.summary["config_hash"], m.summary, device=g.device, model=m.model,
-        preprocess=g.preprocess, optimizer=m.optimizer, scheduler=g.scheduler,
-        generator=g.generators[k], monitor=m.stats, writer=m.writer, step=g.step,
-        epoch=g.epoch, batch_start=g.batch_start,
-        perm=None if g.perms is None else g.perms[k].clone(), window=g.window[k].clone(),
-        epoch_sums=g.epoch_sums[k].clone(), target_ring=g.ring[:, :, k].clone(),
-        target_hit=g.hit[k].clone(), last_sync=m.last_sync, lr=g.lr * m.lr_scale,
-        history=m.history,
-        best_val_acc=m.best_val_acc, train_time_s=g.train_time, epoch_train_s=g.epoch_train_s,
-        clock=g.clock,
-    )  # fmt: skip
+    if m.run is None:  # its Run once (its config resolved once), its progress at every save
+        m.optimizer = m.optimizer or build.build_optimizer(m.cfg, m.model)
+        m.run = Run(
+            m.cfg, m.run_dir, m.summary["config_hash"], m.summary, device=g.device,
+            model=m.model, preprocess=g.preprocess, optimizer=m.optimizer,
+            scheduler=g.scheduler, generator=g.generators[k], monitor=m.stats, writer=m.writer,
+            history=m.history, clock=g.clock,
+        )  # fmt: skip
+    run = m.run
+    run.step, run.epoch, run.batch_start = g.step, g.epoch, g.batch_start
+    run.lr = g.lr * m.lr_scale
+    run.perm = None if g.perms is None else g.perms[k].clone()
+    run.window, run.epoch_sums = g.window[k].clone(), g.epoch_sums[k].clone()
+    run.target_ring, run.target_hit = g.ring[:, :, k].clone(), g.hit[k].clone()
+    run.last_sync, run.best_val_acc = m.last_sync, m.best_val_acc
+    run.train_time_s, run.epoch_train_s = g.train_time, g.epoch_train_s
     state = checkpoint.gather(run, finished=finished)
     state["optimizer"] = member_optimizer_state(g.optimizer, m.optimizer, len(g.members), k)
     if m.lr_scale != 1.0:  # its own lr, as its own run's optimiser and schedule hold it

@@ -33,6 +33,7 @@ class Member:
     writer: Any = None
     model: Any = None  # its own unfused model: initial weights, then the trained ones
     optimizer: Any = None  # its own optimiser over `model`, for its checkpoint's layout
+    run: Any = None  # its checkpoint.Run, built at its first checkpoint (fused_checkpoint)
     stats: stats.MemberStats | None = None  # its per-layer statistics (stats.enabled)
     set_up_diagnostics: list[str] = field(default_factory=list)
     alive: bool = True

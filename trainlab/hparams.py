@@ -11,6 +11,7 @@ configuration (and averages their metrics).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -70,16 +71,23 @@ def _set_by_pair(group: str, keys: dict[str, Key]) -> bool:
 
 
 def _parsed(overrides: list[str], excluded: set[str]) -> list[Any]:
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     return [
         o
-        for o in OverridesParser.create().parse_overrides(overrides)
+        for o in map(_parse_override, overrides)
         if not o.is_hydra_override()
         and not o.is_delete()
         and o.key_or_group not in excluded
         and not o.key_or_group.startswith("hydra")
     ]
+
+
+@functools.cache
+def _parse_override(override: str) -> Any:
+    """Hydra's parse of one override, once per process: every job of a sweep parses the same
+    sweep overrides (and a fused group's members the same own ones) when its writer opens."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create().parse_overrides([override])[0]
 
 
 def _parse(overrides: list[str], excluded: set[str]) -> list[Key]:

@@ -53,9 +53,14 @@ def write_tensorboard(result: Comparison, root: Path) -> list[Path]:
     return written
 
 
-def _write_runs(result: Comparison, root: Path) -> list[Path]:
+def import_writer():
     from torch.utils.tensorboard import SummaryWriter  # slow import: only when writing
 
+    return SummaryWriter
+
+
+def _write_runs(result: Comparison, root: Path) -> list[Path]:
+    SummaryWriter = import_writer()  # noqa: N806
     written = []
     for g in result.groups:
         curves = mean_curves(g)
