@@ -200,9 +200,7 @@ def _train(g: Group, stop: runs.StopFlag) -> None:
     cfg, k, device = g.members[0].cfg, len(g.members), g.device
     n_train, bs, every = len(g.data.train_x), cfg.trainer.batch_size, cfg.trainer.checkpoint_every
     augment = build.build_augment(cfg) if cfg.augmentation.ops else None
-    g.window, g.epoch_sums = torch.zeros(k, 3, device=device), torch.zeros(k, 3, device=device)
-    g.ring = torch.zeros(target.WINDOW, 2, k, device=device)  # target.update, per member
-    g.hit = torch.full((k,), -1.0, device=device)
+    g.tally = target.Tally(k, cfg.trainer.target_train_error)
     alive = torch.ones(k, dtype=torch.bool, device=device)
     g.model.train()
     while g.step < g.total_steps:
@@ -211,7 +209,7 @@ def _train(g: Group, stop: runs.StopFlag) -> None:
         g.perms = torch.stack(
             [torch.randperm(n_train, device=device, generator=gen) for gen in g.generators]
         )
-        g.epoch_sums.zero_()
+        g.tally.new_epoch()
         for i in range(0, n_train, bs):
             if g.step >= g.total_steps:
                 break
@@ -245,7 +243,7 @@ def _train(g: Group, stop: runs.StopFlag) -> None:
 
 
 def _step(g: Group, idx: torch.Tensor, augment, alive: torch.Tensor) -> None:
-    """One optimiser step of every member on its own batch; losses summed on the device."""
+    """One optimiser step of every member on its own batch."""
     cfg, k, monitor = g.members[0].cfg, len(g.members), g.monitor
     x = g.data.train_x[idx]  # (K, B, *in_shape)
     if augment is not None:
@@ -274,11 +272,7 @@ def _step(g: Group, idx: torch.Tensor, augment, alive: torch.Tensor) -> None:
     g.lr = g.optimizer.param_groups[0]["lr"]
     g.scheduler.step()
     g.step += 1
-    count = torch.full_like(losses.detach(), y.shape[1])
-    batch = torch.stack([losses.detach() * count, (logits.argmax(2) == y).sum(1), count], 1)
-    g.window += batch
-    g.epoch_sums += batch
-    g.hit = target.update(g.ring, g.hit, g.step, batch[:, 1], count, cfg.trainer.target_train_error)
+    g.tally.add(g.step, losses, logits, y)  # summed at the next host sync
 
 
 @torch.no_grad()

@@ -44,8 +44,7 @@ def member_state(g: Group, k: int, finished: bool) -> dict[str, Any]:
     run.step, run.epoch, run.batch_start = g.step, g.epoch, g.batch_start
     run.lr = g.lr * m.lr_scale
     run.perm = None if g.perms is None else g.perms[k].clone()
-    run.window, run.epoch_sums = g.window[k].clone(), g.epoch_sums[k].clone()
-    run.target_ring, run.target_hit = g.ring[:, :, k].clone(), g.hit[k].clone()
+    run.tally = g.tally.member(k)
     run.last_sync, run.best_val_acc = m.last_sync, m.best_val_acc
     run.train_time_s, run.epoch_train_s = g.train_time, g.epoch_train_s
     state = checkpoint.gather(run, finished=finished)

@@ -62,10 +62,7 @@ class Group:
     epoch: int = 0
     perms: Tensor | None = None  # (K, n_train): this epoch's order per member
     batch_start: int = 0
-    window: Tensor = None  # (K, 3): (loss sum, correct, examples) since the last sync
-    epoch_sums: Tensor = None  # (K, 3) over this epoch
-    ring: Tensor = None  # (WINDOW, 2, K): trainlab.target per member
-    hit: Tensor = None  # (K,)
+    tally: target.Tally = None  # each member's curve sums and steps to target
     lr: float = math.nan  # the lr the last step used, at the group's largest optimizer.lr
     lr_scales: Tensor | None = None  # (K, 1) each member's lr over that; None: all alike
     clock: float = field(default_factory=time.perf_counter)
@@ -121,10 +118,9 @@ def diverge(m: Member, step: int, loss: float) -> None:
 
 def log_window(g: Group) -> None:
     """Each member's curves since the last sync (one host copy for all); NaN/inf: diverged."""
-    rows = torch.cat([g.window, g.hit[:, None]], 1).tolist()  # (K, 4): the one sync
-    g.window.zero_()
     step, elapsed = g.step, g.elapsed()
-    for m, (w_loss, w_correct, w_n, m_hit) in zip(g.members, rows, strict=True):
+    rows = g.tally.take_window()  # the one sync, for all members
+    for m, (w_loss, w_correct, w_n), m_hit in zip(g.members, rows, g.tally.hit, strict=True):
         if not m.alive:
             continue
         w_loss, w_acc = w_loss / w_n, w_correct / w_n
@@ -143,8 +139,9 @@ def end_epoch(g: Group) -> None:
     (where its own run's checkpoint would stop it)."""
     val = evaluate(g.model, g.preprocess, g.data.val_x, g.data.val_y,
                    g.members[0].cfg.trainer.eval_batch_size)  # fmt: skip
-    sums = g.epoch_sums.tolist()
-    ends = (g.epoch_sums[:, 0] + g.window[:, 0]).tolist()
+    g.tally.sync()
+    sums = g.tally.epoch
+    ends = [e[0] + w[0] for e, w in zip(g.tally.epoch, g.tally.window, strict=True)]
     for i, m in enumerate(g.members):
         if not m.alive:
             continue
