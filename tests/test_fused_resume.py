@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from trainlab import runs
+from trainlab import checkpoint, runs
 from trainlab.config import compose
 from trainlab.fused import train_fused
 from trainlab.train import train
@@ -47,7 +47,9 @@ def test_an_interrupted_fused_run_resumes_each_member_from_its_own_checkpoint(tm
         assert summary["status"] == "interrupted"
         state = torch.load(d / "checkpoint.pt", weights_only=True)
         assert (
-            state["format"] == 3 and not state["finished"] and 2 <= state["step"] < 40
+            state["format"] == checkpoint.FORMAT
+            and not state["finished"]
+            and 2 <= state["step"] < 40
         )  # of 10 x 4
     resumed = [train(c, d) for c, d in zip(cfgs, dirs, strict=True)]  # a re-run: one by one
     separate = [train(c, tmp_path / "separate" / str(c.seed)) for c in cfgs]

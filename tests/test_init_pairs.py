@@ -140,36 +140,63 @@ def brute_force_hit(correct: list[int], n: int, target: float) -> int | None:
     return None
 
 
+def batch(correct: int, n: int, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, labels) of n examples of which the first `correct` are classified right."""
+    logits = torch.zeros(n, 2, device=device)
+    logits[:correct, 0] = 1.0
+    logits[correct:, 1] = 1.0
+    return logits, torch.zeros(n, dtype=torch.long, device=device)
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_steps_to_target_is_exact_to_the_step(seed):
     gen = torch.Generator().manual_seed(seed)
     n, steps = 32, 60
     p = torch.linspace(0.3, 0.95, steps)  # accuracy rising over training, noisy per batch
     correct = torch.binomial(torch.full((steps,), float(n)), p, generator=gen).int().tolist()
-    ring, hit = target.new_state(torch.device("cpu"))
+    tally = target.Tally(1, 0.2)
     for step, c in enumerate(correct, start=1):
-        hit = target.update(ring, hit, step, torch.tensor(c), torch.tensor(float(n)), 0.2)
+        tally.add(step, torch.tensor(0.5), *batch(c, n))
+        if step % 7 == 0:  # syncs at any step (an epoch's end, a checkpoint) change nothing
+            tally.sync()
+    ((loss_sum, right, seen),) = tally.take_window()
+    assert (loss_sum, right, seen) == (0.5 * n * steps, sum(correct), n * steps)
     want = brute_force_hit(correct, n, 0.2)
     assert want is not None
-    assert hit.item() == want
-    assert target.found(hit.item(), (0, 0.0), steps, 6.0) == (want, pytest.approx(want / 10))
+    assert tally.hit == [want]
+    assert target.found(want, (0, 0.0), steps, 6.0) == (want, pytest.approx(want / 10))
     assert target.found(-1.0, (0, 0.0), steps, 6.0) is None
+
+
+def test_a_fused_tally_keeps_each_members_sums_and_target():
+    """K members: each member's row is what its own tally holds, also through a checkpoint."""
+    per_member = [[5, 30, 31, 32], [32, 32, 1, 2]]
+    fused, own = target.Tally(2, 0.25), [target.Tally(1, 0.25) for _ in per_member]
+    for step in range(1, 5):
+        pairs = [batch(c[step - 1], 32) for c in per_member]
+        for tally, (logits, y) in zip(own, pairs, strict=True):
+            tally.add(step, torch.tensor(1.0), logits, y)
+        fused.add(step, torch.tensor([1.0, 1.0]), torch.stack([p[0] for p in pairs]),
+                  torch.stack([p[1] for p in pairs]))  # fmt: skip
+    for m, tally in enumerate(own):
+        restored = target.Tally.from_state(fused.member(m).state(), 0.25)
+        assert restored.state() == tally.state()
+    assert fused.hit == [4, 1]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_steps_to_target_needs_no_host_sync():
-    ring, hit = target.new_state(torch.device("cuda"))
-    window = torch.zeros(3, device="cuda")
+    tally = target.Tally(1, 0.5)
+    steps = [(torch.full((), 0.5, device="cuda"), *batch(20, 32, "cuda")) for _ in range(24)]
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")  # any device-to-host sync raises
     try:
-        for step in range(1, 25):
-            n = torch.full((), 32.0, device="cuda")
-            hit = target.update(ring, hit, step, torch.full((), 20.0, device="cuda"), n, 0.5)
-        packed = target.pack(window, hit)
+        for step, (loss, logits, y) in enumerate(steps, start=1):
+            tally.add(step, loss, logits, y)
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    assert packed.tolist()[-1] == 1.0
+    tally.sync()
+    assert tally.hit == [1]
 
 
 def test_steps_to_target_in_a_run_is_not_a_multiple_of_the_sync(tmp_path):

@@ -12,15 +12,17 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from trainlab import tb
+from trainlab import runs, tb
 from trainlab.config import compose
 from trainlab.errors import ConfigError
+from trainlab.target import WINDOW
 from trainlab.train import train
 
 # dropout (global RNG), augmentation (the generator), warmup + cosine (scheduler state),
@@ -170,3 +172,47 @@ def test_finished_run_is_skipped_and_another_config_refused(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match="holds a run of another configuration"):
         train(compose([*tiny, "seed=1"]), tmp_path)
     assert {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == files
+
+
+def interrupt_once_written(path: Path) -> None:
+    """SIGINT to this process once `path` exists (the run is training by then)."""
+    deadline = time.monotonic() + 120
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def as_format3(state: dict) -> dict:
+    """A checkpoint as trainlab wrote it before the tally (format 3: sums on the device)."""
+    tally, step = state.pop("tally"), state["step"]
+    ring = torch.zeros(WINDOW, 2)
+    for i, (correct, n) in enumerate(tally["ring"][0]):
+        ring[(step - len(tally["ring"][0]) + 1 + i) % WINDOW] = torch.tensor([correct, n])
+    state.update(format=3, window=torch.tensor(tally["window"][0]), target_ring=ring,
+                 epoch_sums=torch.tensor(tally["epoch"][0]),
+                 target_hit=torch.tensor(float(tally["hit"][0])))  # fmt: skip
+    return state
+
+
+def test_a_format_3_checkpoint_resumes(tmp_path: Path) -> None:
+    """A run stopped by an older trainlab resumes where it stopped and ends where it would."""
+    cfg = compose(["threads=1", "model.width=32", "trainer.epochs=2", "trainer.checkpoint_every=0",
+                   "trainer.progress=never", "trainer.target_train_error=0.6"])  # fmt: skip
+    reference = train(cfg, tmp_path / "reference")
+    run_dir = tmp_path / "old"
+    watcher = threading.Thread(target=interrupt_once_written, args=(run_dir / "checkpoint.pt",))
+    watcher.start()
+    with pytest.raises(runs.Interrupted):
+        train(cfg, run_dir)
+    watcher.join()
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert 0 < reference["steps_to_target"] - state["step"] < WINDOW  # the ring carries over
+    torch.save(as_format3(state), run_dir / "checkpoint.pt")
+    resumed = train(cfg, run_dir)
+    assert resumed["status"] == "completed" and resumed["steps"] == reference["steps"]
+    for key in ("test_acc", "steps_to_target"):
+        assert resumed[key] == reference[key], key
+    curve, ref_curve = (steps(json.loads((d / "history.json").read_text()))
+                        for d in (run_dir, tmp_path / "reference"))  # fmt: skip
+    assert [c[0] for c in curve] == [c[0] for c in ref_curve]
+    assert [c[1] for c in curve] == pytest.approx([c[1] for c in ref_curve], rel=1e-6)

@@ -26,11 +26,12 @@ from torch import nn
 from trainlab.data import Splits
 from trainlab.diagnostics import Snapshot
 from trainlab.io import atomic_torch_save
+from trainlab.target import Tally, from_format3
 
-FORMAT = 3  # bump when the layout changes: an older checkpoint is not resumed
+FORMAT = 4  # bump when the layout changes; 3 (device sums instead of `tally`) is upgraded
 RUN_KEYS = (
-    "step", "epoch", "batch_start", "perm", "window", "epoch_sums", "lr", "history",
-    "best_val_acc", "train_time_s", "epoch_train_s", "target_ring", "target_hit", "last_sync",
+    "step", "epoch", "batch_start", "perm", "lr", "history", "best_val_acc", "train_time_s",
+    "epoch_train_s", "last_sync",
 )  # fmt: skip
 SUMMARY_KEYS = ("initial_loss", "steps_to_target", "seconds_to_target")
 
@@ -57,18 +58,13 @@ class Run:
     bar: Any = None
     decay_weights: list = field(default_factory=list)
     l1: float = 0.0  # cfg.regularizer.l1, read once: an OmegaConf lookup costs ~10 us a step
-    target_error: float = 0.0  # cfg.trainer.target_train_error, likewise
-    counts: dict[int, torch.Tensor] = field(default_factory=dict)  # batch size -> device scalar
     total_steps: int = 0
     # progress: what the checkpoint keeps (checkpoint.RUN_KEYS)
     step: int = 0
     epoch: int = 0  # epochs started
     batch_start: int = 0  # offset into `perm` of the next batch
     perm: torch.Tensor | None = None  # this epoch's order of the training examples
-    window: torch.Tensor = None  # (loss sum, correct, examples) since the last sync
-    epoch_sums: torch.Tensor = None  # the same over this epoch
-    target_ring: torch.Tensor = None  # (correct, examples) of the last steps (trainlab.target)
-    target_hit: torch.Tensor = None  # the step the windowed train error reached target; -1: not yet
+    tally: Tally = None  # the curve's sums and the steps to target (trainlab.target)
     last_sync: tuple[int, float] = (0, 0.0)  # (step, seconds) of the last host sync
     lr: float = math.nan  # the lr the last step used
     history: dict[str, list] = field(default_factory=lambda: {"epochs": [], "steps": []})
@@ -111,6 +107,7 @@ def gather(run: Run, *, finished: bool = False) -> dict[str, Any]:
         "stats": None if run.monitor is None else monitor_state(run.monitor),
         "events_bytes": run.events_bytes(),
         "averaged": None if run.averaged is None else run.averaged.state_dict(),
+        "tally": run.tally.state(),
     }
     state.update({key: getattr(run, key) for key in RUN_KEYS})
     state["elapsed_s"] = run.elapsed()
@@ -131,6 +128,7 @@ def restore(run: Run, state: dict[str, Any]) -> None:
         load_monitor_state(run.monitor, state["stats"])
     for key in RUN_KEYS:
         setattr(run, key, state[key])
+    run.tally = Tally.from_state(state["tally"], run.cfg.trainer.target_train_error)
     run.resumed_elapsed(state["elapsed_s"])
 
 
@@ -139,14 +137,19 @@ def save(path: Path, state: dict[str, Any]) -> None:
 
 
 def load(path: Path, device: torch.device) -> dict[str, Any] | None:
-    """The checkpoint at `path`, or None when there is none or it is of another format."""
+    """The checkpoint at `path` (format 3 upgraded), or None when there is none, it cannot be
+    read or it is of another format."""
     if not path.is_file():
         return None
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception:  # an unreadable checkpoint is not resumed; the run starts afresh
         return None
-    return state if isinstance(state, dict) and state.get("format") == FORMAT else None
+    if not isinstance(state, dict):
+        return None
+    if state.get("format") == 3:
+        state.update(format=FORMAT, tally=from_format3(state))
+    return state if state.get("format") == FORMAT else None
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:

@@ -37,6 +37,7 @@ class Member:
     stats: stats.MemberStats | None = None  # its per-layer statistics (stats.enabled)
     set_up_diagnostics: list[str] = field(default_factory=list)
     alive: bool = True
+    lr_scale: float = 1.0  # its optimizer.lr over the group's largest (trainlab.fused)
     best_val_acc: float = -math.inf
     last_sync: tuple[int, float] = (0, 0.0)  # (step, seconds) of the previous host sync
     history: dict[str, list] = field(default_factory=lambda: {"epochs": [], "steps": []})
@@ -61,11 +62,9 @@ class Group:
     epoch: int = 0
     perms: Tensor | None = None  # (K, n_train): this epoch's order per member
     batch_start: int = 0
-    window: Tensor = None  # (K, 3): (loss sum, correct, examples) since the last sync
-    epoch_sums: Tensor = None  # (K, 3) over this epoch
-    ring: Tensor = None  # (WINDOW, 2, K): trainlab.target per member
-    hit: Tensor = None  # (K,)
-    lr: float = math.nan
+    tally: target.Tally = None  # each member's curve sums and steps to target
+    lr: float = math.nan  # the lr the last step used, at the group's largest optimizer.lr
+    lr_scales: Tensor | None = None  # (K, 1) each member's lr over that; None: all alike
     clock: float = field(default_factory=time.perf_counter)
     train_time: float = 0.0  # training steps
     eval_time: float = 0.0  # validation, final metrics, predictions (as a run's eval_time_s)
@@ -119,17 +118,16 @@ def diverge(m: Member, step: int, loss: float) -> None:
 
 def log_window(g: Group) -> None:
     """Each member's curves since the last sync (one host copy for all); NaN/inf: diverged."""
-    rows = torch.cat([g.window, g.hit[:, None]], 1).tolist()  # (K, 4): the one sync
-    g.window.zero_()
     step, elapsed = g.step, g.elapsed()
-    for m, (w_loss, w_correct, w_n, m_hit) in zip(g.members, rows, strict=True):
+    rows = g.tally.take_window()  # the one sync, for all members
+    for m, (w_loss, w_correct, w_n), m_hit in zip(g.members, rows, g.tally.hit, strict=True):
         if not m.alive:
             continue
         w_loss, w_acc = w_loss / w_n, w_correct / w_n
         if not math.isfinite(w_loss):
             diverge(m, step, w_loss)
             continue
-        log_curve(m.history, m.writer, step, w_loss, w_acc, g.lr, elapsed)
+        log_curve(m.history, m.writer, step, w_loss, w_acc, g.lr * m.lr_scale, elapsed)
         reached = target.found(m_hit, m.last_sync, step, elapsed)
         m.last_sync = (step, elapsed)
         if m.summary["steps_to_target"] is None and reached:
@@ -141,8 +139,9 @@ def end_epoch(g: Group) -> None:
     (where its own run's checkpoint would stop it)."""
     val = evaluate(g.model, g.preprocess, g.data.val_x, g.data.val_y,
                    g.members[0].cfg.trainer.eval_batch_size)  # fmt: skip
-    sums = g.epoch_sums.tolist()
-    ends = (g.epoch_sums[:, 0] + g.window[:, 0]).tolist()
+    g.tally.sync()
+    sums = g.tally.epoch
+    ends = [e[0] + w[0] for e, w in zip(g.tally.epoch, g.tally.window, strict=True)]
     for i, m in enumerate(g.members):
         if not m.alive:
             continue
@@ -152,8 +151,8 @@ def end_epoch(g: Group) -> None:
             m.best_val_acc = max(m.best_val_acc, val_acc)
         m.history["epochs"].append({
             "epoch": g.epoch, "step": g.step, "train_loss": e_loss / e_n,
-            "train_acc": e_correct / e_n, "val_loss": val_loss, "val_acc": val_acc, "lr": g.lr,
-            "time_s": g.elapsed(),
+            "train_acc": e_correct / e_n, "val_loss": val_loss, "val_acc": val_acc,
+            "lr": g.lr * m.lr_scale, "time_s": g.elapsed(),
         })  # fmt: skip
         m.writer.add_scalar("val/loss", val_loss, g.step)
         m.writer.add_scalar("val/acc", val_acc, g.step)

@@ -27,7 +27,7 @@ class Diverged(RuntimeError):
 
 
 def train_step(run: Run, idx: torch.Tensor) -> None:
-    """One optimiser step on the batch `idx`; its loss and accuracy are summed on the device."""
+    """One optimiser step on the batch `idx`; its loss and accuracy are summed at the next sync."""
     monitor, step = run.monitor, run.step
     x = run.preprocess(run.augment(run.data.train_x[idx], run.generator))  # (B, *in_shape)
     y = run.data.train_y[idx]
@@ -49,34 +49,25 @@ def train_step(run: Run, idx: torch.Tensor) -> None:
     if run.averaged is not None:
         run.averaged.update(run.model, run.epoch)
     run.step += 1
-    n = run.counts.get(len(y))
-    if n is None:  # once per batch size: a device scalar, not a host copy every step
-        n = run.counts[len(y)] = torch.tensor(float(len(y)), device=loss.device)
-    batch = torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum(), n])
-    run.window += batch
-    run.epoch_sums += batch
-    run.target_hit = target.update(
-        run.target_ring, run.target_hit, run.step, batch[1], n, run.target_error
-    )
-    run.bar.update(1)
+    run.tally.add(run.step, loss, logits, y)  # references: summed at the next host sync
 
 
 def log_window(run: Run) -> None:
     """The curves since the last sync: history, TensorBoard, bar; raises Diverged on NaN/inf."""
     elapsed = run.elapsed()
-    w_loss, w_correct, w_n, hit = target.pack(run.window, run.target_hit).tolist()  # one sync
-    run.window.zero_()
+    ((w_loss, w_correct, w_n),) = run.tally.take_window()  # the one sync
     w_loss, w_acc = w_loss / w_n, w_correct / w_n
     if not math.isfinite(w_loss):
         keep_statistics(run)  # what was captured before the blow-up is kept
         raise Diverged(run.step, w_loss)
     step = run.step
     log_curve(run.history, run.writer, step, w_loss, w_acc, run.lr, elapsed)
-    reached = target.found(hit, run.last_sync, step, elapsed)
+    reached = target.found(run.tally.hit[0], run.last_sync, step, elapsed)
     run.last_sync = (step, elapsed)
     if run.summary["steps_to_target"] is None and reached:
         run.summary.update(steps_to_target=reached[0], seconds_to_target=reached[1])
     run.bar.set_postfix(loss=f"{w_loss:.3f}", acc=f"{w_acc:.3f}", refresh=False)
+    run.bar.update(step - run.bar.n)
 
 
 def log_curve(history: dict, writer, step: int, w_loss: float, w_acc: float, lr: float,
@@ -94,7 +85,8 @@ def end_epoch(run: Run) -> None:
     """Validation, the epoch's curves, best-so-far; the next batch starts a new epoch."""
     cfg, step = run.cfg, run.step
     run.train_time_s += run.epoch_train_s
-    e_loss, e_correct, e_n = run.epoch_sums.tolist()
+    run.tally.sync()
+    e_loss, e_correct, e_n = run.tally.epoch[0]
     tick = time.perf_counter()
     val_loss, val_acc = evaluate(
         run.model, run.preprocess, run.data.val_x, run.data.val_y, cfg.trainer.eval_batch_size
@@ -129,10 +121,9 @@ def save_checkpoint(run: Run, finished: bool = False) -> None:
     if not run.cfg.trainer.checkpoint:
         return
     if not finished:
-        loss = run.epoch_sums[0].item() + run.window[0].item()
-        if not math.isfinite(loss):
+        if not run.tally.finite():
             keep_statistics(run)
-            raise Diverged(run.step, loss)
+            raise Diverged(run.step, run.tally.epoch[0][0] + run.tally.window[0][0])
     checkpoint.save(run.run_dir / "checkpoint.pt", checkpoint.gather(run, finished=finished))
     write_json(run.run_dir / "history.json", run.history)
 

@@ -95,11 +95,9 @@ def set_up(run: Run) -> None:
     run.augment = build.build_augment(cfg)
     run.averaged = averaging.build_averaged(cfg, run.model)  # None unless ema_decay/swa_start
     run.decay_weights, _ = build.decay_parameters(run.model)
-    run.l1, run.target_error = cfg.regularizer.l1, cfg.trainer.target_train_error
+    run.l1 = cfg.regularizer.l1
     run.generator = torch.Generator(device=run.device).manual_seed(cfg.seed)
-    run.window = torch.zeros(3, device=run.device)
-    run.target_ring, run.target_hit = target.new_state(run.device)
-    run.epoch_sums = torch.zeros(3, device=run.device)
+    run.tally = target.Tally(1, cfg.trainer.target_train_error)
     run.summary["transfer"] = transfer.describe(cfg, run.model)
     run.summary.update(
         params=sum(p.numel() for p in run.model.parameters()),

@@ -87,7 +87,7 @@ def _train(run: Run, stop: runs.StopFlag, resume: bool) -> None:
         if run.perm is None:  # a new epoch
             run.epoch += 1
             run.perm = torch.randperm(n_train, device=run.device, generator=run.generator)
-            run.epoch_sums.zero_()
+            run.tally.new_epoch()
         while run.batch_start < n_train and run.step < run.total_steps:
             tick = time.perf_counter()
             loop.train_step(run, run.perm[run.batch_start : run.batch_start + bs])
