@@ -87,3 +87,20 @@ def test_errors_are_hydras_own(cache):
         _yaml(["activation=relu", "nosuchkey=0", "trainer.epochs=3", "hydra.job.name=train"])
     with pytest.raises(Exception, match="seed"):
         _yaml(["activation=relu", "seed=abc", "trainer.epochs=3", "hydra.job.name=train"])
+
+
+def test_jobs_at_a_default_choice_derive_from_the_sweeps_own_config(cache):
+    """The sweep's config (MULTIRUN) leaves swept keys at their defaults: a job whose swept
+    groups are at the default choice is derived from it; another choice is composed."""
+    sweep = ["activation=relu,tanh", "seed=0,1,2,3", "hydra.job.name=train"]
+    jobs = [["hydra.job.name=train", "hydra.mode=MULTIRUN", f"activation={a}", "seed=2"]
+            for a in ("relu", "tanh")]  # fmt: skip
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+        hydra = GlobalHydra.instance().hydra
+        hydra.compose_config("config", sweep, run_mode=RunMode.MULTIRUN)
+        derived = [OmegaConf.to_yaml(hydra.compose_config("config", j, RunMode.RUN)) for j in jobs]
+        assert sum(len(v) for v in cache.values()) == 2  # the sweep's, and tanh's
+        compose_cache.uninstall()
+        assert derived == [
+            OmegaConf.to_yaml(hydra.compose_config("config", j, RunMode.RUN)) for j in jobs
+        ]

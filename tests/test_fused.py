@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from trainlab.config import compose
-from trainlab.fused import train_fused, why_not_fusable
+from trainlab.fused import seed_only, train_fused, why_not_fusable
 from trainlab.fused_models import FusionUnsupported, fuse
 from trainlab.train import prepare, train
 
@@ -86,11 +86,24 @@ def test_a_diverged_member_is_recorded_and_masked_while_the_others_go_on(tmp_pat
             assert f["test_acc"] == pytest.approx(s["test_acc"], abs=0.02)
 
 
-def test_fusion_applies_only_to_seed_only_differences():
+def test_fusion_applies_only_to_seed_lr_and_init_differences():
     assert why_not_fusable(configs([0, 1])) is None
     assert "seed" in why_not_fusable(configs([0, 1]) + configs([1]))
-    differ = [compose([*QUIET, "seed=0"]), compose([*QUIET, "seed=1", "optimizer.lr=0.1"])]
+    differ = [compose([*QUIET, "seed=0"]), compose([*QUIET, "seed=1", "trainer.batch_size=8"])]
     assert "differ" in why_not_fusable(differ)
+    values = [compose([*QUIET, "seed=0"]), compose([*QUIET, "seed=0", "optimizer.lr=0.1"])]
+    assert why_not_fusable(values) is None  # one seed, two learning rates
+    assert why_not_fusable(values + [compose([*QUIET, "seed=0", "init=xavier_normal"])]) is None
+    eta = ["scheduler=cosine", "scheduler.main.eta_min=1e-4"]
+    lrs = [compose([*QUIET, *eta, f"optimizer.lr={lr}"]) for lr in (0.01, 0.1)]
+    assert "eta_min" in why_not_fusable(lrs)  # lr + eta_min is not a multiple of the lr
+    assert why_not_fusable([compose([*QUIET, *eta, f"seed={s}"]) for s in (0, 1)]) is None
+    lrs = [compose([*QUIET, "optimizer=adagrad", "+optimizer.lr_decay=0.1", f"optimizer.lr={lr}"])
+           for lr in (0.01, 0.1)]  # fmt: skip
+    assert "lr_decay" in why_not_fusable(lrs)
+    mixed = [*lrs, compose([*QUIET, "optimizer=adagrad", "+optimizer.lr_decay=0.1",
+                            "optimizer.lr=0.01", "seed=1"])]  # fmt: skip
+    assert seed_only(mixed) == [[0, 2]]  # what still fuses: the seeds of one lr
     assert why_not_fusable([compose(["seed=0"]), compose(["seed=1"])]) is None  # stats on
     assert why_not_fusable(configs([0, 1], "model=cnn")) is None
     assert "ema" in why_not_fusable(configs([0, 1], "trainer.ema_decay=0.9"))
@@ -118,3 +131,38 @@ def test_member_state_dict_is_the_unfused_models_own(tmp_path):
     fused.eval()
     for k, model in enumerate(models):
         torch.testing.assert_close(fused(x)[k], model.eval()(x[k]), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "optimizer", [["optimizer=momentum"], ["optimizer=adam", "scheduler=cosine"]]
+)
+def test_members_differing_in_lr_and_init_train_as_their_separate_runs(optimizer, tmp_path):
+    values = [("0.01", "0.05", 0), ("0.1", "0.1", 0), ("0.03", "0.02", 1)]  # lr, init std, seed
+    cfgs = [compose([*QUIET, *optimizer, "trainer.max_steps=12", f"optimizer.lr={lr}",
+                     "init=small_random", f"init.weight.std={std}", f"seed={seed}"])
+            for lr, std, seed in values]  # fmt: skip
+    fused = train_fused(cfgs, [tmp_path / "fused" / str(i) for i in range(3)])
+    separate = [train(c, tmp_path / "separate" / str(i)) for i, c in enumerate(cfgs)]
+    assert fused[0]["fused"]["lr"] == [0.01, 0.1, 0.03]
+    assert [i["weight"]["std"] for i in fused[0]["fused"]["init"]] == [0.05, 0.1, 0.02]
+    for i, (f, s) in enumerate(zip(fused, separate, strict=True)):
+        assert f["status"] == s["status"] == "completed"
+        assert f["initial_loss"] == pytest.approx(s["initial_loss"], abs=1e-5)
+        f_ck, s_ck = (torch.load(tmp_path / k / str(i) / "checkpoint.pt", weights_only=False)
+                      for k in ("fused", "separate"))  # fmt: skip
+        for name in s_ck["model"]:  # rounding apart: Adam scales up that of small gradients
+            # (seeds alone, fused, differ by up to 3e-5 here too)
+            torch.testing.assert_close(
+                f_ck["model"][name], s_ck["model"][name], atol=1e-4, rtol=1e-4
+            )
+        # its own lr in its optimiser, its schedule and its history, as its run has them
+        for f_group, s_group in zip(f_ck["optimizer"]["param_groups"],
+                                    s_ck["optimizer"]["param_groups"], strict=True):  # fmt: skip
+            assert f_group["lr"] == pytest.approx(s_group["lr"], rel=1e-9)
+            assert f_group["initial_lr"] == pytest.approx(s_group["initial_lr"], rel=1e-9)
+        assert f_ck["scheduler"]["base_lrs"] == pytest.approx(s_ck["scheduler"]["base_lrs"])
+        assert f_ck["scheduler"]["_last_lr"] == pytest.approx(s_ck["scheduler"]["_last_lr"])
+        f_hist, s_hist = (history(tmp_path, k, i) for k in ("fused", "separate"))
+        assert [e["lr"] for e in f_hist["steps"]] == pytest.approx(
+            [e["lr"] for e in s_hist["steps"]]
+        )

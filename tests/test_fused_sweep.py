@@ -34,6 +34,10 @@ def sweep(tmp_path: Path, *args: str, activations: str = "relu,tanh") -> list[di
 def test_seed_groups_are_the_jobs_equal_but_for_the_seed():
     jobs = [["a=1", "seed=0"], ["a=2", "seed=0"], ["seed=1", "a=1"], ["a=3"], ["a=2", "+seed=5"]]
     assert seed_groups(jobs) == {0: [0, 2], 1: [1, 4]}
+    jobs = [["optimizer.lr=0.1", "seed=0"], ["optimizer.lr=1", "seed=0"], ["init=zeros", "a=1"],
+            ["init.weight.std=2", "+seed=1"], ["a=1"], ["optimizer.lr=0.1", "seed=1"]]  # fmt: skip
+    assert seed_groups(jobs) == {0: [0, 5]}  # seeds only
+    assert seed_groups(jobs, values=True) == {0: [0, 1, 3, 5], 2: [2, 4]}
 
 
 @pytest.mark.parametrize("fuse", [True, False])
@@ -50,3 +54,12 @@ def test_a_sweep_fuses_its_seeds_by_default_and_not_when_switched_off(fuse, tmp_
 def test_a_sweep_falls_back_to_separate_jobs_where_fusion_does_not_apply(tmp_path):
     summaries = sweep(tmp_path, "trainer.ema_decay=0.9")  # averaged weights: not fused
     assert all(s["status"] == "completed" and "fused" not in s for s in summaries)
+
+
+@pytest.mark.parametrize("values", [True, pytest.param(False, marks=pytest.mark.slow)])
+def test_a_sweep_fuses_the_jobs_that_differ_in_lr_unless_switched_off(values, tmp_path):
+    summaries = sweep(tmp_path, "optimizer.lr=0.01,0.1", f"hydra.launcher.fuse_values={str(values).lower()}",
+                      activations="relu")  # fmt: skip
+    assert all(s["status"] == "completed" for s in summaries)
+    assert sorted(s["fused"]["members"] for s in summaries) == [6 if values else 3] * 6
+    assert all(("lr" in s["fused"]) == values for s in summaries)

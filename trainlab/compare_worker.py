@@ -1,7 +1,7 @@
 """The end-of-sweep compare, made ready while the sweep's jobs train.
 
 A training sweep starts this module as a second process (`python -m trainlab.compare_worker`)
-when it starts: it imports what compare needs (matplotlib, TensorBoard's writer, jinja2) and
+when it starts: it imports what compare needs (matplotlib, tensorboard's event writer, jinja2) and
 draws one throw-away figure (fonts, the log axis's tick labels) on a core the jobs leave free,
 then waits. When every job has returned, the sweep sends it the sweep directory; it runs
 `trainlab compare` on it, printing to the sweep's own stdout and stderr, and exits with

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from dataclasses import dataclass
 from typing import Any
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
@@ -36,7 +37,8 @@ from hydra._internal.config_repository import CachingConfigRepository, ConfigRes
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from hydra.core.utils import JobRuntime
-from omegaconf import DictConfig
+from hydra.types import RunMode
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 MAX_ENTRIES = 256  # composed configs kept per (search path, config, mode, cwd)
 NOT_DERIVED = (  # keys Hydra reads while composing, or sets after the overrides
@@ -49,7 +51,17 @@ NOT_DERIVED = (  # keys Hydra reads while composing, or sets after the overrides
     "hydra.runtime",
 )
 SCALARS = (str, int, float, bool, type(None))
-_memo: dict[tuple, list[tuple[dict[str, Override], bytes, frozenset[str]]]] = {}
+
+
+@dataclass(frozen=True)
+class _Composed:
+    overrides: dict[str, Override]  # by key
+    blob: bytes  # the pickled config
+    choices: dict[str, Any]  # hydra.runtime.choices
+    mode: RunMode
+
+
+_memo: dict[tuple, list[_Composed]] = {}
 _files: dict[tuple, bytes] = {}  # (search path, config path) -> pickled ConfigResult
 _original = ConfigLoaderImpl.load_configuration
 _original_load_file = CachingConfigRepository.load_config
@@ -101,11 +113,11 @@ def _load_configuration(self: ConfigLoaderImpl, config_name: str | None, overrid
             return _original(self, *args)  # a key given twice: order matters, compose
         if validate_sweep_overrides:
             self.validate_sweep_overrides_legal(parsed, run_mode, from_shell)
-        entries = _memo.setdefault(_base_key(self, config_name, run_mode, by_key), [])
-        for seen, blob, groups in entries:
-            changed = _changed_values(self, seen, by_key, groups)
+        entries = _memo.setdefault(_base_key(self, config_name, by_key), [])
+        for seen in entries:
+            changed = _changed_values(self, seen, by_key, run_mode)
             if changed is not None:
-                return _derive(pickle.loads(blob), parsed, changed)
+                return _derive(pickle.loads(seen.blob), parsed, changed)
     except Exception:  # noqa: BLE001 - Hydra's own path raises it with its own message
         return _original(self, *args)
     cfg = _original(self, *args)
@@ -114,11 +126,12 @@ def _load_configuration(self: ConfigLoaderImpl, config_name: str | None, overrid
             blob = pickle.dumps(cfg, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # noqa: BLE001 - a value that does not pickle: not kept
             return cfg
-        entries.append((by_key, blob, frozenset(cfg.hydra.runtime.choices)))
+        choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
+        entries.append(_Composed(by_key, blob, choices, run_mode))
     return cfg
 
 
-def _base_key(loader: ConfigLoaderImpl, config_name: str | None, run_mode: Any,
+def _base_key(loader: ConfigLoaderImpl, config_name: str | None,
               by_key: dict[str, Override]) -> tuple:  # fmt: skip
     sources = tuple((p.provider, p.path) for p in loader.get_search_path().get_path())
     name = None
@@ -127,31 +140,57 @@ def _base_key(loader: ConfigLoaderImpl, config_name: str | None, run_mode: Any,
             name = JobRuntime().get("name")
         except KeyError:
             name = None
-    return sources, config_name, run_mode, os.getcwd(), name
+    return sources, config_name, os.getcwd(), name
 
 
-def _changed_values(loader: ConfigLoaderImpl, seen: dict[str, Override],
-                    now: dict[str, Override], groups: frozenset[str]) -> list[Override] | None:  # fmt: skip
-    """The overrides of `now` that `seen` lacks or sets differently, when `now` keeps every
-    key of `seen` and all of them are plain scalar values (in `seen` too); None when `now`
-    cannot be derived from `seen`."""
-    if not seen.keys() <= now.keys():
+def _changed_values(loader: ConfigLoaderImpl, seen: _Composed, now: dict[str, Override],
+                    mode: RunMode) -> list[Override] | None:  # fmt: skip
+    """The overrides of `now` to apply to `seen`'s config, or None when `now` cannot be derived
+    from it: `now` keeps every key of `seen`, and each override that `seen` lacks or sets
+    differently is a plain scalar value (in `seen` too). A job (RUN) derives from its sweep's
+    own config (MULTIRUN, which leaves the swept keys at their defaults) when each swept group
+    is at its default choice and no group choice was left missing (`???`)."""
+    groups = seen.choices
+    cross = seen.mode == RunMode.MULTIRUN and mode == RunMode.RUN
+    if not (seen.mode == mode or (cross and MISSING not in groups.values())):
         return None
-    changed = [o for k, o in now.items() if k not in seen or o.input_line != seen[k].input_line]
-    for o in changed:
-        key = o.get_key_element()
+    if not seen.overrides.keys() <= now.keys():
+        return None
+    changed = []
+    for key, o in now.items():
+        if mode == RunMode.RUN and o.is_sweep_override():
+            return None  # Hydra's own error
+        before = seen.overrides.get(key)
+        if before is not None and o.input_line == before.input_line:
+            continue
+        if before is not None and before.is_sweep_override() and cross:
+            if key in groups:  # the group's default choice, or a composition of its own
+                if not (_choice(o) and o.value() == groups[key]):
+                    return None
+                continue
+            before = None  # a swept value: unset in the sweep's own config
         if not _plain_value(loader, o, groups) or (
-            key in seen and not _plain_value(loader, seen[key], groups)
+            before is not None and not _plain_value(loader, before, groups)
         ):
             return None
         if key.startswith(NOT_DERIVED) or any(
             k != key and (k.startswith(key + ".") or key.startswith(k + ".")) for k in now
         ):
             return None
+        changed.append(o)
     return changed
 
 
-def _plain_value(loader: ConfigLoaderImpl, o: Override, groups: frozenset[str]) -> bool:
+def _choice(o: Override) -> bool:
+    return (
+        o.type == OverrideType.CHANGE
+        and o.package is None
+        and not o.is_sweep_override()
+        and isinstance(o.value(), str)
+    )
+
+
+def _plain_value(loader: ConfigLoaderImpl, o: Override, groups: dict[str, Any]) -> bool:
     key = o.get_key_element()
     return (
         o.type == OverrideType.CHANGE

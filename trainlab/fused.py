@@ -60,22 +60,47 @@ log = logging.getLogger("trainlab")
 
 
 def why_not_fusable(cfgs: list[DictConfig]) -> str | None:
-    """None when the configs differ only in seed and have a fused form; else the reason."""
+    """None when the configs differ only in seed, optimizer.lr and the init node, and have a
+    fused form; else the reason.
+
+    Sound for the values: each member's model is built under its own config (its init is
+    its own run's), and every optimiser here updates by lr times a direction whose state
+    does not depend on the lr (SGD and its momentum buffer, Adam's moments, RMSprop's and
+    AdaGrad's sums; decoupled weight decay too), so a member's update is the group's step
+    scaled by its lr over the first member's, under a schedule that multiplies every lr by
+    the same factor (not a cosine with eta_min > 0, not AdaGrad's lr_decay)."""
     if len(cfgs) < 2:
         return "fewer than 2 jobs"
     plain = [OmegaConf.to_container(c, resolve=True) for c in cfgs]
     for p in plain:
         p.pop("seed", None)
+        p.pop("init", None)
+        p.get("optimizer", {}).pop("lr", None)
     if any(p != plain[0] for p in plain[1:]):
-        return "the jobs differ in more than the seed"
-    if len({c.seed for c in cfgs}) < len(cfgs):
+        return "the jobs differ in more than the seed, optimizer.lr and init"
+    if len({(c.seed, c.optimizer.lr, str(c.init)) for c in cfgs}) < len(cfgs):
         return "two jobs share a seed"
+    if len({c.optimizer.lr for c in cfgs}) > 1:
+        if cfgs[0].scheduler.main.get("eta_min"):
+            return "optimizer.lr differs under scheduler.main.eta_min > 0 (not a common factor)"
+        if cfgs[0].optimizer.get("lr_decay"):
+            return "optimizer.lr differs under optimizer.lr_decay (AdaGrad's is not linear)"
     t = cfgs[0].trainer
     if t.get("ema_decay") is not None or t.get("swa_start") is not None:
         return "trainer.ema_decay/swa_start (averaged weights are not kept in fused training)"
     if cfgs[0].model.get("pretrained") or cfgs[0].transfer.get("source") is not None:
         return "model.pretrained/transfer.source (transfer runs unfused)"
     return None
+
+
+def seed_only(cfgs: list[DictConfig]) -> list[list[int]]:
+    """The indices of the configs equal but for the seed, in groups of at least 2."""
+    groups: dict[str, list[int]] = {}
+    for i, c in enumerate(cfgs):
+        plain = OmegaConf.to_container(c, resolve=True)
+        plain.pop("seed", None)
+        groups.setdefault(repr(plain), []).append(i)
+    return [g for g in groups.values() if len(g) > 1]
 
 
 def train_fused(cfgs: list[DictConfig], run_dirs: list[str | Path]) -> list[dict[str, Any]]:
@@ -88,8 +113,10 @@ def train_fused(cfgs: list[DictConfig], run_dirs: list[str | Path]) -> list[dict
         raise FusionUnsupported(reason)
     for cfg in cfgs:
         validate(cfg)
+    top = max(c.optimizer.lr for c in cfgs)  # the group steps at the largest lr (_step_scaled)
     members = [
-        Member(c, Path(d), runs.running_summary(c)) for c, d in zip(cfgs, run_dirs, strict=True)
+        Member(c, Path(d), runs.running_summary(c), lr_scale=c.optimizer.lr / top)
+        for c, d in zip(cfgs, run_dirs, strict=True)
     ]
     threads = torch.get_num_threads()
     try:
@@ -137,8 +164,12 @@ def _set_up(g: Group) -> None:
         g.total_steps = min(g.total_steps, cfg.trainer.max_steps)
     weights = g.model.fused_weights()
     others = [p for p in g.model.parameters() if all(p is not w for w in weights)]
-    g.optimizer = build.optimizer_from_groups(cfg, weights, others)
-    g.scheduler = build.build_scheduler(cfg, g.optimizer, g.total_steps)
+    top = max(members, key=lambda m: m.lr_scale).cfg  # the largest lr; all else is alike
+    g.optimizer = build.optimizer_from_groups(top, weights, others)
+    g.scheduler = build.build_scheduler(top, g.optimizer, g.total_steps)
+    scales = [m.lr_scale for m in members]
+    if any(x != 1.0 for x in scales):
+        g.lr_scales = torch.tensor(scales, device=g.device).view(-1, 1)
     g.generators = [torch.Generator(device=g.device).manual_seed(m.cfg.seed) for m in members]
     n0 = min(cfg.trainer.eval_batch_size, len(data.train_x))
     initial = evaluate(g.model, g.preprocess, data.train_x[:n0], data.train_y[:n0], n0)
@@ -149,7 +180,7 @@ def _set_up(g: Group) -> None:
             threads=torch.get_num_threads(), params=sum(p.numel() for p in m.model.parameters()),
             num_classes=data.num_classes, target_train_error=cfg.trainer.target_train_error,
             steps_to_target=None, seconds_to_target=None, metrics={}, initial_loss=initial[i][0],
-            fused={"members": len(members), "seeds": [x.cfg.seed for x in members]},
+            fused=_describe(members),
         )  # fmt: skip
         m.set_up_diagnostics = diagnostics.init_meets_activation(m.cfg)
         m.set_up_diagnostics += diagnostics.initial_loss(initial[i][0], data.num_classes)
@@ -232,13 +263,43 @@ def _step(g: Group, idx: torch.Tensor, augment, alive: torch.Tensor) -> None:
     objective.backward()
     if monitor:
         monitor.after_backward(g.step)
-    g.optimizer.step()
+    if g.lr_scales is None:
+        g.optimizer.step()
+    else:
+        _step_scaled(g.optimizer, g.lr_scales)
     if monitor:
         monitor.after_step(g.step, g.optimizer)
     g.lr = g.optimizer.param_groups[0]["lr"]
     g.scheduler.step()
     g.step += 1
     g.tally.add(g.step, losses, logits, y)  # summed at the next host sync
+
+
+@torch.no_grad()
+def _step_scaled(optimizer: torch.optim.Optimizer, scales: torch.Tensor) -> None:
+    """The optimiser's step at the group's largest lr, each member's update then scaled by its
+    lr over that one (why_not_fusable: updates are linear in the lr). Scales <= 1 shrink the
+    rounding of the difference, never amplify it. A fused parameter holds its members along
+    dim 0, so member k's update is row k of (K, -1)."""
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    before = [p.detach().clone() for p in params]
+    optimizer.step()
+    k = scales.shape[0]
+    for p, b in zip(params, before, strict=True):
+        rows, old = p.view(k, -1), b.view(k, -1)
+        rows.sub_(old).mul_(scales).add_(old)
+
+
+def _describe(members: list[Member]) -> dict[str, Any]:
+    """summary.json's `fused`: the group's size and seeds, and the values that differ."""
+    out: dict[str, Any] = {"members": len(members), "seeds": [m.cfg.seed for m in members]}
+    lrs = [m.cfg.optimizer.lr for m in members]
+    if len(set(lrs)) > 1:
+        out["lr"] = lrs
+    inits = [OmegaConf.to_container(m.cfg.init, resolve=True) for m in members]
+    if any(i != inits[0] for i in inits):
+        out["init"] = inits
+    return out
 
 
 def _global_rng(device: torch.device) -> torch.Generator:

@@ -41,13 +41,19 @@ def member_state(g: Group, k: int, finished: bool) -> dict[str, Any]:
             history=m.history, clock=g.clock,
         )  # fmt: skip
     run = m.run
-    run.step, run.epoch, run.batch_start, run.lr = g.step, g.epoch, g.batch_start, g.lr
+    run.step, run.epoch, run.batch_start = g.step, g.epoch, g.batch_start
+    run.lr = g.lr * m.lr_scale
     run.perm = None if g.perms is None else g.perms[k].clone()
     run.tally = g.tally.member(k)
     run.last_sync, run.best_val_acc = m.last_sync, m.best_val_acc
     run.train_time_s, run.epoch_train_s = g.train_time, g.epoch_train_s
     state = checkpoint.gather(run, finished=finished)
     state["optimizer"] = member_optimizer_state(g.optimizer, m.optimizer, len(g.members), k)
+    if m.lr_scale != 1.0:  # its own lr, as its own run's optimiser and schedule hold it
+        state["optimizer"]["param_groups"] = scale_lrs(
+            state["optimizer"]["param_groups"], m.lr_scale
+        )
+        state["scheduler"] = scale_lrs(state["scheduler"], m.lr_scale)
     dropout = g.dropout[k].get_state()
     if g.device.type == "cpu":
         state["rng"]["torch"] = dropout
@@ -92,3 +98,27 @@ def _member_part(value: Any, fused_param: torch.Tensor, own: torch.Tensor, k_mem
     if value.shape == fused_param.shape:
         return value.reshape(k_members, -1)[k].view(own.shape).clone()
     return value.clone()
+
+
+LR_KEYS = ("lr", "initial_lr", "base_lrs", "_last_lr")  # torch's optimisers and schedulers
+
+
+def scale_lrs(state: Any, factor: float) -> Any:
+    """A copy of an optimiser's param_groups or a scheduler's state_dict (SequentialLR's
+    nested ones too) with every learning rate multiplied by `factor`."""
+    if isinstance(state, dict):
+        return {
+            key: _times(value, factor) if key in LR_KEYS else scale_lrs(value, factor)
+            for key, value in state.items()
+        }
+    if isinstance(state, list):
+        return [scale_lrs(v, factor) for v in state]
+    return state
+
+
+def _times(value: Any, factor: float) -> Any:
+    if isinstance(value, list):
+        return [_times(v, factor) for v in value]
+    if torch.is_tensor(value):
+        return value * factor
+    return value * factor if isinstance(value, (int, float)) else value

@@ -37,6 +37,7 @@ class Member:
     stats: stats.MemberStats | None = None  # its per-layer statistics (stats.enabled)
     set_up_diagnostics: list[str] = field(default_factory=list)
     alive: bool = True
+    lr_scale: float = 1.0  # its optimizer.lr over the group's largest (trainlab.fused)
     best_val_acc: float = -math.inf
     last_sync: tuple[int, float] = (0, 0.0)  # (step, seconds) of the previous host sync
     history: dict[str, list] = field(default_factory=lambda: {"epochs": [], "steps": []})
@@ -62,7 +63,8 @@ class Group:
     perms: Tensor | None = None  # (K, n_train): this epoch's order per member
     batch_start: int = 0
     tally: target.Tally = None  # each member's curve sums and steps to target
-    lr: float = math.nan
+    lr: float = math.nan  # the lr the last step used, at the group's largest optimizer.lr
+    lr_scales: Tensor | None = None  # (K, 1) each member's lr over that; None: all alike
     clock: float = field(default_factory=time.perf_counter)
     train_time: float = 0.0  # training steps
     eval_time: float = 0.0  # validation, final metrics, predictions (as a run's eval_time_s)
@@ -125,7 +127,7 @@ def log_window(g: Group) -> None:
         if not math.isfinite(w_loss):
             diverge(m, step, w_loss)
             continue
-        log_curve(m.history, m.writer, step, w_loss, w_acc, g.lr, elapsed)
+        log_curve(m.history, m.writer, step, w_loss, w_acc, g.lr * m.lr_scale, elapsed)
         reached = target.found(m_hit, m.last_sync, step, elapsed)
         m.last_sync = (step, elapsed)
         if m.summary["steps_to_target"] is None and reached:
@@ -149,8 +151,8 @@ def end_epoch(g: Group) -> None:
             m.best_val_acc = max(m.best_val_acc, val_acc)
         m.history["epochs"].append({
             "epoch": g.epoch, "step": g.step, "train_loss": e_loss / e_n,
-            "train_acc": e_correct / e_n, "val_loss": val_loss, "val_acc": val_acc, "lr": g.lr,
-            "time_s": g.elapsed(),
+            "train_acc": e_correct / e_n, "val_loss": val_loss, "val_acc": val_acc,
+            "lr": g.lr * m.lr_scale, "time_s": g.elapsed(),
         })  # fmt: skip
         m.writer.add_scalar("val/loss", val_loss, g.step)
         m.writer.add_scalar("val/acc", val_acc, g.step)

@@ -15,8 +15,10 @@ import tempfile
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
@@ -34,6 +36,8 @@ def preflight(args: list[str], conf_dir: str, check_values: bool = True) -> None
     overrides = [a for a in args if a not in MULTIRUN_FLAGS]
     combinations = _combinations(overrides, multirun)
     with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
+        if multirun:
+            _compose_sweep(overrides)
         for combination in combinations:
             cfg = _compose(combination)
             _check_launch(cfg.hydra, multirun)
@@ -64,6 +68,18 @@ def _combinations(overrides: list[str], multirun: bool) -> list[list[str]]:
             choices.append([f"{key}={v}" for v in override.sweep_string_iterator()])
         # an interval (a sweeper's search space) has no value to compose with
     return [list(c) for c in itertools.islice(itertools.product(*choices), MAX_COMBINATIONS)]
+
+
+def _compose_sweep(overrides: list[str]) -> None:
+    """The sweep's own config, as Hydra's `get_mode` composes it next: with
+    trainlab.compose_cache installed, the jobs at a swept group's default choice are derived
+    from it instead of composed (its errors are the jobs' own, reported by `_compose`)."""
+    try:
+        GlobalHydra.instance().hydra.compose_config(
+            "config", overrides, run_mode=RunMode.MULTIRUN, validate_sweep_overrides=False
+        )
+    except (HydraException, OmegaConfBaseException):
+        return
 
 
 def _compose(overrides: list[str]) -> DictConfig:

@@ -21,16 +21,28 @@ from trainlab.fastconf import copy_config
 
 log = logging.getLogger("trainlab")
 SEED_KEYS = ("seed", "+seed", "++seed")
+VALUES = ("optimizer.lr", "init")  # keys whose values may differ in a group (fused.why_not_fusable)
 _GROUP: ContextVar[list[DictConfig] | None] = ContextVar("trainlab_fused_group", default=None)
 
 
-def seed_groups(job_overrides: Sequence[Sequence[str]]) -> dict[int, list[int]]:
-    """{index of a group's first job: indices of every job of the group} for groups of >= 2."""
+def seed_groups(
+    job_overrides: Sequence[Sequence[str]], values: bool = False
+) -> dict[int, list[int]]:
+    """{index of a group's first job: indices of every job of the group} for groups of >= 2:
+    the jobs whose overrides are equal but for the seed and, with `values`, optimizer.lr and
+    the init node (trainlab.fused.VALUES; whether they really fuse is decided on the configs)."""
     groups: dict[tuple[str, ...], list[int]] = {}
     for i, overrides in enumerate(job_overrides):
-        rest = tuple(sorted(o for o in overrides if o.split("=", 1)[0] not in SEED_KEYS))
+        rest = tuple(sorted(o for o in overrides if not _free(o.split("=", 1)[0], values)))
         groups.setdefault(rest, []).append(i)
     return {jobs[0]: jobs for jobs in groups.values() if len(jobs) > 1}
+
+
+def _free(key: str, values: bool) -> bool:
+    if key in SEED_KEYS:
+        return True
+    key = key.lstrip("+")
+    return values and any(key == v or key.startswith(f"{v}.") for v in VALUES)
 
 
 @contextmanager
@@ -57,7 +69,7 @@ def job_dir(sweep_config: DictConfig) -> Path:
 def train_pending_group(threads: int | None) -> list[dict[str, Any]] | None:
     """Train the current job's group fused; None when there is none or it cannot be fused."""
     from trainlab.errors import ConfigError
-    from trainlab.fused import train_fused, why_not_fusable
+    from trainlab.fused import seed_only, train_fused, why_not_fusable
     from trainlab.fused_models import FusionUnsupported
 
     sweep_configs = _GROUP.get()
@@ -70,10 +82,18 @@ def train_pending_group(threads: int | None) -> list[dict[str, Any]] | None:
         if cfg.threads is None:
             cfg.threads = threads
     reason = why_not_fusable(cfgs)
-    if reason is None:
+    parts = [list(range(len(cfgs)))] if reason is None else seed_only(cfgs)
+    if reason is not None and parts:  # the values do not fuse: each seed group on its own
+        log.debug("values not fused (%s): %d seed groups", reason, len(parts))
+    mine = None
+    for part in parts:
         try:
-            return train_fused(cfgs, [job_dir(c) for c in sweep_configs])
+            fused = train_fused([cfgs[i] for i in part], [job_dir(sweep_configs[i]) for i in part])
         except (FusionUnsupported, ConfigError) as err:  # each job records its own error
-            reason = str(err)
-    log.debug("seeds trained one by one, not fused: %s", reason)
-    return None
+            log.debug("trained one by one, not fused: %s", err)
+            return mine
+        if part[0] == 0:  # this job's group
+            mine = fused
+    if not parts:
+        log.debug("trained one by one, not fused: %s", reason)
+    return mine

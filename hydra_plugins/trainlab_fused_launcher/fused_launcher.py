@@ -1,7 +1,9 @@
 """`hydra/launcher=fused` (trainlab's default): Hydra's basic launcher, jobs one after another
 in this process, except that the jobs differing only in seed are trained together as one
-fused model when the first of them runs (trainlab.sweep_fusion); the others then find their
-results written and are skipped. `hydra.launcher.fuse=false` runs every job separately.
+fused model when the first of them runs (trainlab.sweep_fusion), with those differing in
+optimizer.lr or the init as well (`hydra.launcher.fuse_values=false`: seeds only); the others
+then find their results written and are skipped. `hydra.launcher.fuse=false` runs every job
+separately.
 """
 
 import logging
@@ -9,12 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job
+from hydra.core.utils import JobReturn, configure_log, filter_overrides
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
 from trainlab.sweep_fusion import fused_group, seed_groups
+from trainlab.sweep_job import run_job
 from trainlab.sweep_record import open_launch
 
 log = logging.getLogger(__name__)
@@ -24,14 +27,15 @@ log = logging.getLogger(__name__)
 class FusedLauncherConf:
     _target_: str = "hydra_plugins.trainlab_fused_launcher.fused_launcher.FusedLauncher"
     fuse: bool = True  # false: every job trained on its own, as Hydra's basic launcher does
+    fuse_values: bool = True  # false: only jobs that differ in nothing but the seed fuse
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="fused", node=FusedLauncherConf)
 
 
 class FusedLauncher(Launcher):
-    def __init__(self, fuse: bool = True) -> None:
-        self.fuse = fuse
+    def __init__(self, fuse: bool = True, fuse_values: bool = True) -> None:
+        self.fuse, self.fuse_values = fuse, fuse_values
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
@@ -54,8 +58,8 @@ class FusedLauncher(Launcher):
             with open_dict(sweep_config):
                 sweep_config.hydra.job.id = sweep_config.hydra.job.num = idx
             configs.append(sweep_config)
-        groups = seed_groups(job_overrides) if self.fuse else {}
-        log.info(f"Launching {len(job_overrides)} jobs locally ({len(groups)} seed groups fused)")
+        groups = seed_groups(job_overrides, self.fuse_values) if self.fuse else {}
+        log.info(f"Launching {len(job_overrides)} jobs locally ({len(groups)} groups fused)")
         runs = []
         for i, (overrides, sweep_config) in enumerate(zip(job_overrides, configs, strict=True)):
             log.info(f"\t#{initial_job_idx + i} : {' '.join(filter_overrides(overrides))}")
