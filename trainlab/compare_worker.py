@@ -23,6 +23,8 @@ import threading
 import traceback
 from pathlib import Path
 
+BROKEN = 3  # the worker could not get ready (compare's own exit codes are 0, 1 and 2)
+
 
 def start() -> subprocess.Popen | None:
     """The worker, or None where its output could not reach the sweep's (captured stdout)."""
@@ -60,7 +62,7 @@ def run(proc: subprocess.Popen | None, sweep_dir: str) -> int | None:
         stop(proc)
         return None
     code = proc.wait()
-    return code if code >= 0 else None  # killed by a signal: nothing known about its outputs
+    return code if code in (0, 1, 2) else None  # BROKEN, or killed by a signal: compare here
 
 
 def stop(proc: subprocess.Popen | None) -> None:
@@ -73,12 +75,15 @@ def stop(proc: subprocess.Popen | None) -> None:
 def main() -> int:
     request: queue.Queue[str] = queue.Queue()
     threading.Thread(target=listen, args=(request,), daemon=True).start()
-    from trainlab.compare import run_compare
-    from trainlab.report.plots import warm_up
-    from trainlab.report.tensorboard import import_writer
+    try:
+        from trainlab.compare import run_compare
+        from trainlab.report.plots import warm_up
+        from trainlab.report.tensorboard import import_writer
 
-    warm_up()
-    import_writer()
+        warm_up()
+        import_writer()
+    except Exception:  # not ready: the sweep compares in its own process (and shows why)
+        return BROKEN
     sweep_dir = request.get()
     try:
         return run_compare(sweep_dir)
