@@ -42,6 +42,7 @@ from trainlab import (
     build,
     diagnostics,
     fused_checkpoint,
+    hparams,
     runs,
     stats,
     target,
@@ -60,8 +61,8 @@ log = logging.getLogger("trainlab")
 
 
 def why_not_fusable(cfgs: list[DictConfig]) -> str | None:
-    """None when the configs differ only in seed, optimizer.lr and the init node, and have a
-    fused form; else the reason.
+    """None when the configs differ only in seed, optimizer.lr, the init and the activation
+    (fusable_parts then splits them by the shapes of their layers); else the reason.
 
     Sound for the values: each member's model is built under its own config (its init is
     its own run's), and every optimiser here updates by lr times a direction whose state
@@ -73,12 +74,12 @@ def why_not_fusable(cfgs: list[DictConfig]) -> str | None:
         return "fewer than 2 jobs"
     plain = [OmegaConf.to_container(c, resolve=True) for c in cfgs]
     for p in plain:
-        p.pop("seed", None)
-        p.pop("init", None)
+        for key in ("seed", "init", "activation", "pair"):  # pair: the name of an act+init pair
+            p.pop(key, None)
         p.get("optimizer", {}).pop("lr", None)
     if any(p != plain[0] for p in plain[1:]):
-        return "the jobs differ in more than the seed, optimizer.lr and init"
-    if len({(c.seed, c.optimizer.lr, str(c.init)) for c in cfgs}) < len(cfgs):
+        return "the jobs differ in more than the seed, optimizer.lr, init and activation"
+    if len({(c.seed, c.optimizer.lr, str(c.init), str(c.activation)) for c in cfgs}) < len(cfgs):
         return "two jobs share a seed"
     if len({c.optimizer.lr for c in cfgs}) > 1:
         if cfgs[0].scheduler.main.get("eta_min"):
@@ -93,6 +94,37 @@ def why_not_fusable(cfgs: list[DictConfig]) -> str | None:
     return None
 
 
+def fusable_parts(cfgs: list[DictConfig]) -> list[list[int]]:
+    """The configs that can train together, as lists of indices (each of at least 2): those
+    whose models have the same layers with parameters, of the same shapes (an activation with
+    parameters, PReLU, or one that widens the layer in front, maxout, trains with its own
+    kind), when why_not_fusable allows them all; else each group equal but for the seed."""
+    if why_not_fusable(cfgs) is not None:
+        return seed_only(cfgs)
+    parts: dict[tuple, list[int]] = {}
+    for i, cfg in enumerate(cfgs):
+        try:
+            validate(cfg)
+            layers = _layers(cfg)
+        except Exception:  # noqa: BLE001 - trained alone, it records its own error
+            continue
+        parts.setdefault(layers, []).append(i)
+    return [p for p in parts.values() if len(p) > 1]
+
+
+def _layers(cfg: DictConfig) -> tuple:
+    """(name, type, parameter shapes) of every module of the config's model that holds state."""
+    from trainlab.data import load_data
+
+    data = load_data(cfg.data)  # cached per process
+    model = build.build_model(cfg, data.in_shape, data.num_classes)
+    return tuple(
+        (name, type(m).__name__, tuple(tuple(p.shape) for p in m.parameters(recurse=False)))
+        for name, m in model.named_modules()
+        if any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(False))
+    )
+
+
 def seed_only(cfgs: list[DictConfig]) -> list[list[int]]:
     """The indices of the configs equal but for the seed, in groups of at least 2."""
     groups: dict[str, list[int]] = {}
@@ -103,7 +135,9 @@ def seed_only(cfgs: list[DictConfig]) -> list[list[int]]:
     return [g for g in groups.values() if len(g) > 1]
 
 
-def train_fused(cfgs: list[DictConfig], run_dirs: list[str | Path]) -> list[dict[str, Any]]:
+def train_fused(
+    cfgs: list[DictConfig], run_dirs: list[str | Path], overrides: list[list[str]] | None = None
+) -> list[dict[str, Any]]:
     """Train the K configs as one fused model; one summary per member, as `train` returns.
 
     Raises FusionUnsupported, having written nothing, when they have no fused form.
@@ -115,8 +149,8 @@ def train_fused(cfgs: list[DictConfig], run_dirs: list[str | Path]) -> list[dict
         validate(cfg)
     top = max(c.optimizer.lr for c in cfgs)  # the group steps at the largest lr (_step_scaled)
     members = [
-        Member(c, Path(d), runs.running_summary(c), lr_scale=c.optimizer.lr / top)
-        for c, d in zip(cfgs, run_dirs, strict=True)
+        Member(c, Path(d), runs.running_summary(c), lr_scale=c.optimizer.lr / top, overrides=o)
+        for c, d, o in zip(cfgs, run_dirs, overrides or [None] * len(cfgs), strict=True)
     ]
     threads = torch.get_num_threads()
     try:
@@ -174,7 +208,11 @@ def _set_up(g: Group) -> None:
     n0 = min(cfg.trainer.eval_batch_size, len(data.train_x))
     initial = evaluate(g.model, g.preprocess, data.train_x[:n0], data.train_y[:n0], n0)
     for i, m in enumerate(members):
-        m.writer = tb.open_writer(m.run_dir, m.cfg)
+        token = hparams.MEMBER_OVERRIDES.set(m.overrides)  # its own values in its session
+        try:
+            m.writer = tb.open_writer(m.run_dir, m.cfg)
+        finally:
+            hparams.MEMBER_OVERRIDES.reset(token)
         m.summary["transfer"] = transfer.describe(m.cfg, m.model)
         m.summary.update(
             threads=torch.get_num_threads(), params=sum(p.numel() for p in m.model.parameters()),
@@ -296,9 +334,10 @@ def _describe(members: list[Member]) -> dict[str, Any]:
     lrs = [m.cfg.optimizer.lr for m in members]
     if len(set(lrs)) > 1:
         out["lr"] = lrs
-    inits = [OmegaConf.to_container(m.cfg.init, resolve=True) for m in members]
-    if any(i != inits[0] for i in inits):
-        out["init"] = inits
+    for key in ("init", "activation"):
+        values = [OmegaConf.to_container(m.cfg[key], resolve=True) for m in members]
+        if any(v != values[0] for v in values):
+            out[key] = values if key == "init" else [v.get("name") for v in values]
     return out
 
 

@@ -38,6 +38,7 @@ class Member:
     set_up_diagnostics: list[str] = field(default_factory=list)
     alive: bool = True
     lr_scale: float = 1.0  # its optimizer.lr over the group's largest (trainlab.fused)
+    overrides: list[str] | None = None  # its job's overrides (its TensorBoard hparams)
     best_val_acc: float = -math.inf
     last_sync: tuple[int, float] = (0, 0.0)  # (step, seconds) of the previous host sync
     history: dict[str, list] = field(default_factory=lambda: {"epochs": [], "steps": []})
