@@ -226,7 +226,8 @@ def _set_up(g: Group) -> None:
         for line in m.set_up_diagnostics:
             log.log(terminal.run_level(logging.WARNING), "seed %d: %s", m.cfg.seed, line)
     if cfg.stats.enabled:
-        g.monitor = stats.Monitor(g.model, cfg, writers=[m.writer for m in members])
+        g.monitor = stats.Monitor(g.model, cfg, writers=[m.writer for m in members],
+                                  activations=[m.cfg.activation for m in members])  # fmt: skip
         for m, member_stats in zip(members, g.monitor.members, strict=True):
             m.stats = member_stats
     log.debug("fused: %d seeds as one model on %s | %d train examples", len(members), g.device,
