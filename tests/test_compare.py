@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from trainlab.callbacks import CompareOnMultirunEnd
 from trainlab.compare import compare, compare_main, compare_searches, run_compare
-from trainlab.report.plots import is_log_spaced
+from trainlab.report.plots import Painter, is_log_spaced, plain_math
 from trainlab.sweep import parse_override
 
 T_975_DF2 = 4.302652729749464  # Student t quantile 0.975, 2 degrees of freedom
@@ -571,3 +571,16 @@ def test_out_writes_elsewhere_and_the_terminal_keeps_its_promise(
     text = capsys.readouterr().out
     assert f"Wrote {out / 'comparison.md'}" in text
     assert "[95%" not in text and "every column with intervals" in text
+
+
+def test_log_axes_label_their_ticks_in_plain_text() -> None:
+    """10⁻¹ and 2×10⁻¹ as text: math-text labels are parsed anew for every figure."""
+    assert plain_math(r"$\mathdefault{2\times10^{-1}}$") == "2×10⁻¹"
+    assert plain_math(r"$\mathdefault{10^{0}}$") == "10⁰" and plain_math("") == ""
+    painter = Painter()
+    fig, ax = painter.figure()
+    ax.plot([1, 2, 3], [0.9, 0.4, 0.15])
+    painter.log_scale(ax, "y")
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.yaxis.get_majorticklabels() + ax.yaxis.get_minorticklabels()]
+    assert "10⁰" in labels and "2×10⁻¹" in labels and not any("$" in t for t in labels)

@@ -43,6 +43,11 @@ def test_without_a_usable_worker_the_sweep_compares_itself(tmp_path, capsys):
     gone = subprocess.Popen([sys.executable, "-c", "pass"], stdin=subprocess.PIPE, text=True)
     gone.wait()
     assert compare_worker.start() is None  # pytest captures stdout: no file for a worker
+    not_ready = subprocess.Popen(  # a worker that could not import or draw: BROKEN
+        [sys.executable, "-c", f"import sys; sys.stdin.readline(); sys.exit({compare_worker.BROKEN})"],
+        stdin=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert compare_worker.run(not_ready, str(tmp_path)) is None
     callback = CompareOnMultirunEnd()
     callback.worker = gone
     callback.on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))

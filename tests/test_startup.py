@@ -89,8 +89,9 @@ def test_jobs_of_one_process_share_a_loaded_data_set_keyed_by_its_config():
     assert other is not first and len(other.train_x) == 100
 
 
-def test_a_compare_without_claims_imports_no_scipy(tmp_path):
-    """The ranking table's t intervals come from verdict's table: scipy only for claims."""
+def test_a_compare_without_claims_imports_no_scipy_nor_torch(tmp_path):
+    """The ranking table's t intervals come from verdict's table (scipy only for claims), and
+    the TensorBoard runs are written with tensorboard's own writer (no torch)."""
     code = f"""
 import sys
 from pathlib import Path
@@ -107,9 +108,11 @@ groups = rank_groups(group_jobs(jobs), "val_acc", True)
 ensembles.annotate(groups)
 result = Comparison(Path("sweep"), groups, experiment, "val_acc", True, evaluate_claims([], groups))
 print("TABLE", "0.920 ± 0.020 [95% 0.870, 0.970]" in format_markdown(result))
-print("SCIPY", sorted(m for m in sys.modules if m.startswith("scipy")))
+from trainlab.report.tensorboard import write_tensorboard
+print("RUNS", len(write_tensorboard(result, Path("sweep/_compare"))))
+print("SCIPY", sorted(m for m in sys.modules if m.startswith(("scipy", "torch"))))
 """
     proc = python(code, tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "TABLE True" in proc.stdout, proc.stdout
+    assert "TABLE True" in proc.stdout and "RUNS 2" in proc.stdout, proc.stdout
     assert "SCIPY []" in proc.stdout, proc.stdout

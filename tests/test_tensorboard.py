@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 
+from trainlab import tb
 from trainlab.config import compose
 from trainlab.diagnostics import SCALAR_METRICS
 from trainlab.train import train
@@ -130,3 +132,20 @@ def test_hparam_keys_of_a_sweep_from_its_overrides():
     assert list(_info(keys["trainer.max_steps"]).domain_discrete) == ["100", "null"]
     lr = _info(keys["optimizer.lr"]).domain_interval
     assert (lr.min_value, lr.max_value) == (1e-4, 1e-1)
+
+
+def test_a_runs_events_are_written_in_its_own_thread(tmp_path):
+    """No writer thread (it would take the GIL from training at every event); the events are
+    in the file once flushed, several scalars in one event."""
+    before = threading.active_count()
+    writer = tb.RunWriter(tmp_path, [])
+    writer.add_scalar("a", 1.0, 1)
+    tb.add_scalars(writer, [("b", 2.0), ("c", 3.0)], 2)
+    assert threading.active_count() == before
+    writer.flush()
+    (path,) = tmp_path.glob(tb.EVENTS_GLOB)
+    got = [(e.step, v.tag, v.simple_value) for e in tb.read_events(path.read_bytes())
+           for v in e.summary.value]  # fmt: skip
+    assert got == [(1, "a", 1.0), (2, "b", 2.0), (2, "c", 3.0)]
+    writer.close()
+    assert sorted(events(tmp_path).Tags()["scalars"]) == ["a", "b", "c"]

@@ -70,11 +70,16 @@ class CompareOnMultirunEnd(Callback):
     """
 
     worker = None  # trainlab.compare_worker, started with a training sweep
+    # launchers that train in the sweep's own process, one job at a time: a core is left free
+    # for the worker (a pool of workers or a cluster: compare runs in the sweep's process)
+    IN_PROCESS = ("FusedLauncher", "BasicLauncher")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from trainlab import compare_worker
 
-        if str(OmegaConf.select(config, "hydra.job.name", default="train")) == "train":
+        name = str(OmegaConf.select(config, "hydra.job.name", default="train"))
+        launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+        if name == "train" and launcher.rsplit(".", 1)[-1] in self.IN_PROCESS:
             self.worker = compare_worker.start()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

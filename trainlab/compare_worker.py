@@ -1,7 +1,7 @@
 """The end-of-sweep compare, made ready while the sweep's jobs train.
 
 A training sweep starts this module as a second process (`python -m trainlab.compare_worker`)
-when it starts: it imports what compare needs (matplotlib, TensorBoard's writer, jinja2) and
+when it starts: it imports what compare needs (matplotlib, tensorboard's event writer, jinja2) and
 draws one throw-away figure (fonts, the log axis's tick labels) on a core the jobs leave free,
 then waits. When every job has returned, the sweep sends it the sweep directory; it runs
 `trainlab compare` on it, printing to the sweep's own stdout and stderr, and exits with
@@ -22,6 +22,8 @@ import sys
 import threading
 import traceback
 from pathlib import Path
+
+BROKEN = 3  # the worker could not get ready (compare's own exit codes are 0, 1 and 2)
 
 
 def start() -> subprocess.Popen | None:
@@ -60,7 +62,7 @@ def run(proc: subprocess.Popen | None, sweep_dir: str) -> int | None:
         stop(proc)
         return None
     code = proc.wait()
-    return code if code >= 0 else None  # killed by a signal: nothing known about its outputs
+    return code if code in (0, 1, 2) else None  # BROKEN, or killed by a signal: compare here
 
 
 def stop(proc: subprocess.Popen | None) -> None:
@@ -73,12 +75,15 @@ def stop(proc: subprocess.Popen | None) -> None:
 def main() -> int:
     request: queue.Queue[str] = queue.Queue()
     threading.Thread(target=listen, args=(request,), daemon=True).start()
-    from trainlab.compare import run_compare
-    from trainlab.report.plots import warm_up
-    from trainlab.report.tensorboard import import_writer
+    try:
+        from trainlab.compare import run_compare
+        from trainlab.report.plots import warm_up
+        from trainlab.report.tensorboard import import_writer
 
-    warm_up()
-    import_writer()
+        warm_up()
+        import_writer()
+    except Exception:  # not ready: the sweep compares in its own process (and shows why)
+        return BROKEN
     sweep_dir = request.get()
     try:
         return run_compare(sweep_dir)

@@ -145,8 +145,13 @@ def train_fused(
     reason = why_not_fusable(cfgs)
     if reason is not None:
         raise FusionUnsupported(reason)
-    for cfg in cfgs:
-        validate(cfg)
+    validated: list[dict] = []
+    for cfg in cfgs:  # the seed is not validated: each config that differs in more, once
+        plain = OmegaConf.to_container(cfg, resolve=True)
+        plain.pop("seed", None)
+        if plain not in validated:
+            validate(cfg)
+            validated.append(plain)
     top = max(c.optimizer.lr for c in cfgs)  # the group steps at the largest lr (_step_scaled)
     members = [
         Member(c, Path(d), runs.running_summary(c), lr_scale=c.optimizer.lr / top, overrides=o)

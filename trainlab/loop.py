@@ -11,7 +11,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
-from trainlab import averaging, build, checkpoint, start, target
+from trainlab import averaging, build, checkpoint, start, target, tb
 from trainlab.checkpoint import Run
 from trainlab.io import write_json
 from trainlab.start import evaluate
@@ -76,9 +76,7 @@ def log_curve(history: dict, writer, step: int, w_loss: float, w_acc: float, lr:
     history["steps"].append(
         {"step": step, "train_loss": w_loss, "train_acc": w_acc, "lr": lr, "time_s": elapsed}
     )
-    writer.add_scalar("train/loss", w_loss, step)
-    writer.add_scalar("train/acc", w_acc, step)
-    writer.add_scalar("lr", lr, step)
+    tb.add_scalars(writer, [("train/loss", w_loss), ("train/acc", w_acc), ("lr", lr)], step)
 
 
 def end_epoch(run: Run) -> None:

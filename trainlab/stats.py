@@ -33,7 +33,6 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig
-from tensorboard.compat.proto.summary_pb2 import Summary
 from torch import Tensor, nn
 
 from trainlab import diagnostics, tb
@@ -292,8 +291,7 @@ def log_snapshot(writer: Any, snap: diagnostics.Snapshot) -> None:
         for stat in WEIGHT_STATS
         if stat != "update_ratio" or math.isfinite(row[stat])
     ]  # the probe takes no step
-    summary = Summary(value=[Summary.Value(tag=tag, simple_value=value) for tag, value in values])
-    writer.file_writer.add_summary(summary, snap.step)
+    tb.add_scalars(writer, values, snap.step)
 
 
 def log_histogram(writer: Any, tag: str, hist: list[float], step: int) -> None:

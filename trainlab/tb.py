@@ -9,12 +9,14 @@ the old file survived a crash) and the old file is removed.
 from __future__ import annotations
 
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.summary.writer.record_writer import RecordWriter
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import custom_scalars
 
@@ -35,6 +37,7 @@ class RunWriter:
     def open(self) -> SummaryWriter:
         if self.writer is None:
             self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=self.purge_step)
+            write_inline(self.writer)
             for summary in self.header:
                 self.writer.file_writer.add_summary(summary)
         return self.writer
@@ -57,6 +60,47 @@ class RunWriter:
         if end is not None:
             self.writer.file_writer.add_summary(end)
         self.writer.close()
+
+
+class InlineRecords:
+    """An events file's records written by the caller into a buffered file, flushed at least
+    every FLUSH_S seconds (a live TensorBoard sees them) and on flush/close. SummaryWriter's
+    own writer thread takes the GIL for each event it writes: the training thread, waiting
+    to get it back after every torch op, lost ~1 ms per logged point on 2 cores."""
+
+    FLUSH_S = 5.0
+
+    def __init__(self, path: str) -> None:
+        self.file = open(path, "ab")  # noqa: SIM115 (closed by close(), with the writer)
+        self.records = RecordWriter(self.file)
+        self.flushed = time.monotonic()
+
+    def write(self, data: bytes) -> None:
+        self.records.write(data)
+        if time.monotonic() - self.flushed > self.FLUSH_S:
+            self.flush()
+
+    def flush(self) -> None:
+        self.file.flush()
+        self.flushed = time.monotonic()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def write_inline(writer: SummaryWriter) -> None:
+    """Replace the writer's events thread by InlineRecords on the same file (the thread first
+    writes what it was given: the file's header)."""
+    events = writer.file_writer.event_writer
+    events._async_writer.close()
+    events._async_writer = InlineRecords(events._file_name)
+
+
+def add_scalars(writer: Any, values: list[tuple[str, float]], step: int) -> None:
+    """Many scalars in one event (one Summary with a value per tag): add_scalar would write an
+    event, with its two checksums, per tag."""
+    summary = Summary(value=[Summary.Value(tag=tag, simple_value=value) for tag, value in values])
+    writer.file_writer.add_summary(summary, step)
 
 
 def open_writer(run_dir: Path, cfg: DictConfig, session: bool = True) -> RunWriter:

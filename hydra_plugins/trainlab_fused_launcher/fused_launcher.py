@@ -11,12 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job
+from hydra.core.utils import JobReturn, configure_log, filter_overrides
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
 from trainlab.sweep_fusion import fused_group, seed_groups
+from trainlab.sweep_job import run_job
 from trainlab.sweep_record import open_launch
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from trainlab.sweep import CURVE_TAGS, Comparison, mean_curves, safe_name
@@ -54,27 +55,58 @@ def write_tensorboard(result: Comparison, root: Path) -> list[Path]:
 
 
 def import_writer():
-    from torch.utils.tensorboard import SummaryWriter  # slow import: only when writing
+    """tensorboard's own event file writer (torch's SummaryWriter wraps it): compare writes
+    TensorBoard runs without importing torch."""
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-    return SummaryWriter
+    return EventFileWriter
 
 
 def _write_runs(result: Comparison, root: Path) -> list[Path]:
-    SummaryWriter = import_writer()  # noqa: N806
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    EventFileWriter = import_writer()  # noqa: N806
     written = []
     for g in result.groups:
         curves = mean_curves(g)
         if not any(curves.values()):
             continue
         run_dir = root / safe_name(g.label)
-        with SummaryWriter(log_dir=str(run_dir)) as writer:
-            writer.add_custom_scalars(margin_layout())
-            for key, points in curves.items():
-                lo, hi = BOUNDS.get(key, (0.0, math.inf))
-                tag = CURVE_TAGS[key]
-                for _, step, mean, std, _ in points:
-                    writer.add_scalar(f"{tag}/mean", mean, global_step=step)
-                    writer.add_scalar(f"{tag}/lower", max(lo, mean - std), global_step=step)
-                    writer.add_scalar(f"{tag}/upper", min(hi, mean + std), global_step=step)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        writer = EventFileWriter(str(run_dir))
+        writer.add_event(Event(wall_time=time.time(), summary=margin_summary()))
+        for key, points in curves.items():
+            lo, hi = BOUNDS.get(key, (0.0, math.inf))
+            tag = CURVE_TAGS[key]
+            for _, step, mean, std, _ in points:
+                values = {"mean": mean, "lower": max(lo, mean - std), "upper": min(hi, mean + std)}
+                for name, value in values.items():
+                    scalar = Summary.Value(tag=f"{tag}/{name}", simple_value=float(value))
+                    summary = Summary(value=[scalar])
+                    writer.add_event(Event(wall_time=time.time(), step=step, summary=summary))
+        writer.close()
         written.append(run_dir)
     return written
+
+
+def margin_summary():
+    """margin_layout() as the custom-scalars summary (what torch's add_custom_scalars writes)."""
+    from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+    from tensorboard.compat.proto.tensor_pb2 import TensorProto
+    from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    categories = []
+    for category, charts in margin_layout().items():
+        margins = [
+            layout_pb2.Chart(title=title, margin=layout_pb2.MarginChartContent(
+                series=[layout_pb2.MarginChartContent.Series(value=v, lower=lo, upper=hi)]))
+            for title, (_, (v, lo, hi)) in charts.items()
+        ]  # fmt: skip
+        categories.append(layout_pb2.Category(title=category, chart=margins))
+    layout = layout_pb2.Layout(category=categories).SerializeToString()
+    tensor = TensorProto(dtype="DT_STRING", string_val=[layout], tensor_shape=TensorShapeProto())
+    metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="custom_scalars"))
+    return Summary(value=[Summary.Value(tag="custom_scalars__config__", tensor=tensor,
+                                        metadata=metadata)])  # fmt: skip
