@@ -6,15 +6,18 @@ stats cadence, and a plain loop (permutation, index, preprocess, forward, cross-
 zero_grad, backward, step, scheduler step; nothing else) over the same number of steps on
 the same prepared model; the order rotates between repeats. It prints the medians and the
 median of the paired speed ratios plain/trainlab (issue 11: >= 0.97 stats off, >= 0.95 at
-the default cadence). Usage:
+the default cadence). The load average is printed before and after. `--threads N` runs both
+with N torch threads (trainlab's `threads=N`); by default both use every core, as a user's
+loop would. Usage:
 
-    python scripts/bench_loop.py [--repeats 5] [--settings digits_mlp fashion_mlp cnn]
+    python scripts/bench_loop.py [--repeats 5] [--threads N] [--settings digits_mlp fashion_mlp cnn]
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import statistics
 import tempfile
 import time
@@ -27,7 +30,7 @@ from trainlab.config import compose
 from trainlab.train import prepare, train
 
 SETTINGS = {
-    "digits_mlp": ["trainer.epochs=5"],
+    "digits_mlp": ["trainer.epochs=20"],  # 420 steps: 105 were too few to time on 2 cores
     "fashion_mlp": ["data=fashion_mnist", "trainer.max_steps=600", "trainer.batch_size=128"],
     "cnn": ["data=fashion_mnist", "model=cnn", "trainer.max_steps=150", "trainer.batch_size=128"],
 }
@@ -73,10 +76,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     args = parser.parse_args()
     logging.getLogger("trainlab").setLevel(logging.ERROR)
+    extra = []
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        extra = [f"threads={args.threads}"]
+    print("load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
     for name in args.settings:
-        overrides = SETTINGS[name]
+        overrides = SETTINGS[name] + extra
         times: dict[str, list[float]] = {"plain": [], "stats off": [], "default stats": []}
         with tempfile.TemporaryDirectory() as tmp:
             _, steps = trainlab_seconds(overrides, False, f"{tmp}/warm")  # warm-up, step count
@@ -98,6 +107,7 @@ def main() -> None:
             )
             line.append(f"{kind} {statistics.median(times[kind]):.3f} s = {ratio:.2f}x plain")
         print("; ".join(line), flush=True)
+    print("load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
 
 
 if __name__ == "__main__":

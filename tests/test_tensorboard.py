@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 import threading
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 from tensorboard.plugins.custom_scalar import layout_pb2
 
 from trainlab import tb
@@ -148,4 +150,6 @@ def test_a_runs_events_are_written_in_its_own_thread(tmp_path):
            for v in e.summary.value]  # fmt: skip
     assert got == [(1, "a", 1.0), (2, "b", 2.0), (2, "c", 3.0)]
     writer.close()
-    assert sorted(events(tmp_path).Tags()["scalars"]) == ["a", "b", "c"]
+    assert sorted(events(tmp_path).Tags()["scalars"]) == ["a", "b", "c"]  # checksums verified
+    for data in (b"", b"abc", bytes(range(256)) * 5):  # tensorboard's own checksum
+        assert tb.masked_crc32c(data) == struct.pack("<I", masked_crc32c(data))

@@ -66,8 +66,9 @@ def log_window(run: Run) -> None:
     run.last_sync = (step, elapsed)
     if run.summary["steps_to_target"] is None and reached:
         run.summary.update(steps_to_target=reached[0], seconds_to_target=reached[1])
-    run.bar.set_postfix(loss=f"{w_loss:.3f}", acc=f"{w_acc:.3f}", refresh=False)
-    run.bar.update(step - run.bar.n)
+    if not run.bar.disable:  # a hidden bar would still format its postfix
+        run.bar.set_postfix(loss=f"{w_loss:.3f}", acc=f"{w_acc:.3f}", refresh=False)
+        run.bar.update(step - run.bar.n)
 
 
 def log_curve(history: dict, writer, step: int, w_loss: float, w_acc: float, lr: float,

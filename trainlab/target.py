@@ -48,8 +48,8 @@ class Tally:
             correct = torch.stack(
                 [(t.argmax(-1) == y).sum(-1) for t, y in zip(logits, ys, strict=True)]
             )
-        loss_rows = torch.stack(losses).reshape(len(steps), k).float()
-        rows = torch.cat([loss_rows, correct.reshape(len(steps), k).float()], 1).tolist()
+        loss_rows = torch.stack(losses).reshape(len(steps), k)
+        rows = torch.cat([loss_rows, correct.reshape(len(steps), k)], 1).tolist()  # float32 losses
         for step, y, row in zip(steps, ys, rows, strict=True):
             n = y.shape[-1]
             for m in range(k):

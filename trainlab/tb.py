@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import google_crc32c
 from omegaconf import DictConfig
 from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import Summary
-from tensorboard.summary.writer.record_writer import RecordWriter
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import custom_scalars
 
@@ -62,6 +62,13 @@ class RunWriter:
         self.writer.close()
 
 
+def masked_crc32c(data: bytes) -> bytes:
+    """A TFRecord checksum: CRC-32C, rotated and offset (1.5 us a KB here, in C; tensorboard's
+    pure-Python one takes ~350 us: a statistics capture's event is about 1 KB)."""
+    crc = google_crc32c.value(data)
+    return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
+
+
 class InlineRecords:
     """An events file's records written by the caller into a buffered file, flushed at least
     every FLUSH_S seconds (a live TensorBoard sees them) and on flush/close. SummaryWriter's
@@ -72,11 +79,12 @@ class InlineRecords:
 
     def __init__(self, path: str) -> None:
         self.file = open(path, "ab")  # noqa: SIM115 (closed by close(), with the writer)
-        self.records = RecordWriter(self.file)
         self.flushed = time.monotonic()
 
     def write(self, data: bytes) -> None:
-        self.records.write(data)
+        """One record: [length u64][its checksum u32][data][its checksum u32]."""
+        header = struct.pack("<Q", len(data))
+        self.file.write(header + masked_crc32c(header) + data + masked_crc32c(data))
         if time.monotonic() - self.flushed > self.FLUSH_S:
             self.flush()
 
