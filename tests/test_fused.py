@@ -194,3 +194,21 @@ def test_fusable_parts_split_by_the_layers_shapes():
         fuse([prepare(c)[3] for c in (cfgs[0], cfgs[3])], [torch.Generator()] * 2)
     depth = [compose([*QUIET, "seed=0"]), compose([*QUIET, "seed=1", "model.depth=5"])]
     assert "differ" in why_not_fusable(depth) and fusable_parts(depth) == []
+
+
+def test_members_differing_in_augmentation_draw_their_separate_runs_augmentations(tmp_path):
+    cnn = ["model=cnn", "model.width=4", "trainer.max_steps=4", "optimizer=sgd", "optimizer.lr=0.1"]
+    own = [["augmentation=none", "seed=0"], ["augmentation=crop_flip", "seed=0"],
+           ["augmentation=cutout", "seed=1"]]  # fmt: skip
+    cfgs = [compose([*QUIET, *cnn, *o]) for o in own]
+    fused = train_fused(cfgs, [tmp_path / "fused" / str(i) for i in range(3)])
+    separate = [train(c, tmp_path / "separate" / str(i)) for i, c in enumerate(cfgs)]
+    assert fused[0]["fused"]["members"] == 3
+    for i, (f, s) in enumerate(zip(fused, separate, strict=True)):
+        assert f["initial_loss"] == pytest.approx(s["initial_loss"], abs=1e-5)
+        f_ck, s_ck = (torch.load(tmp_path / k / str(i) / "checkpoint.pt", weights_only=True)
+                      for k in ("fused", "separate"))  # fmt: skip
+        for name in s_ck["model"]:  # the same images seen: the same weights
+            torch.testing.assert_close(
+                f_ck["model"][name], s_ck["model"][name], atol=1e-5, rtol=1e-4
+            )

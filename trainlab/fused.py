@@ -61,8 +61,9 @@ log = logging.getLogger("trainlab")
 
 
 def why_not_fusable(cfgs: list[DictConfig]) -> str | None:
-    """None when the configs differ only in seed, optimizer.lr, the init and the activation
-    (fusable_parts then splits them by the shapes of their layers); else the reason.
+    """None when the configs differ only in seed, optimizer.lr, the init, the activation and
+    the augmentation (fusable_parts then splits them by the shapes of their layers); else the
+    reason. Each member draws its own augmentation from its own generator, as its run does.
 
     Sound for the values: each member's model is built under its own config (its init is
     its own run's), and every optimiser here updates by lr times a direction whose state
@@ -74,12 +75,15 @@ def why_not_fusable(cfgs: list[DictConfig]) -> str | None:
         return "fewer than 2 jobs"
     plain = [OmegaConf.to_container(c, resolve=True) for c in cfgs]
     for p in plain:
-        for key in ("seed", "init", "activation", "pair"):  # pair: the name of an act+init pair
+        for key in ("seed", "init", "activation", "pair", "augmentation"):  # pair: act + init
             p.pop(key, None)
         p.get("optimizer", {}).pop("lr", None)
     if any(p != plain[0] for p in plain[1:]):
-        return "the jobs differ in more than the seed, optimizer.lr, init and activation"
-    if len({(c.seed, c.optimizer.lr, str(c.init), str(c.activation)) for c in cfgs}) < len(cfgs):
+        return "the jobs differ in more than the seed, optimizer.lr, init, activation, augmentation"
+    own = {
+        (c.seed, c.optimizer.lr, str(c.init), str(c.activation), str(c.augmentation)) for c in cfgs
+    }
+    if len(own) < len(cfgs):
         return "two jobs share a seed"
     if len({c.optimizer.lr for c in cfgs}) > 1:
         if cfgs[0].scheduler.main.get("eta_min"):
@@ -243,7 +247,8 @@ def _train(g: Group, stop: runs.StopFlag) -> None:
     _set_up(g)
     cfg, k, device = g.members[0].cfg, len(g.members), g.device
     n_train, bs, every = len(g.data.train_x), cfg.trainer.batch_size, cfg.trainer.checkpoint_every
-    augment = build.build_augment(cfg) if cfg.augmentation.ops else None
+    augment = [build.build_augment(m.cfg) if m.cfg.augmentation.ops else None for m in g.members]
+    augment = augment if any(a is not None for a in augment) else None  # each its own draws
     g.tally = target.Tally(k, cfg.trainer.target_train_error)
     alive = torch.ones(k, dtype=torch.bool, device=device)
     g.model.train()
@@ -291,7 +296,8 @@ def _step(g: Group, idx: torch.Tensor, augment, alive: torch.Tensor) -> None:
     cfg, k, monitor = g.members[0].cfg, len(g.members), g.monitor
     x = g.data.train_x[idx]  # (K, B, *in_shape)
     if augment is not None:
-        x = torch.stack([augment(x[j], gen) for j, gen in enumerate(g.generators)])
+        x = torch.stack([f(x[j], gen) if f is not None else x[j] for j, (f, gen) in
+                         enumerate(zip(augment, g.generators, strict=True))])  # fmt: skip
     x = g.preprocess(x.flatten(0, 1)).view(x.shape)
     y = g.data.train_y[idx]  # (K, B)
     with monitor.capture(g.step) if monitor else nullcontext():
