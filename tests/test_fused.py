@@ -212,3 +212,22 @@ def test_members_differing_in_augmentation_draw_their_separate_runs_augmentation
             torch.testing.assert_close(
                 f_ck["model"][name], s_ck["model"][name], atol=1e-5, rtol=1e-4
             )
+
+
+def test_members_differing_in_preprocessing_fit_and_apply_their_own(tmp_path):
+    own = [["preprocess=none", "seed=0"], ["preprocess=standardize", "seed=0"],
+           ["preprocess=pca", "seed=1"]]  # fmt: skip
+    cfgs = [compose([*QUIET, "trainer.max_steps=6", *o]) for o in own]
+    fused = train_fused(cfgs, [tmp_path / "fused" / str(i) for i in range(3)])
+    separate = [train(c, tmp_path / "separate" / str(i)) for i, c in enumerate(cfgs)]
+    for i, (f, s) in enumerate(zip(fused, separate, strict=True)):
+        assert f["initial_loss"] == pytest.approx(s["initial_loss"], abs=1e-5)
+        assert f["test_acc"] == pytest.approx(s["test_acc"], abs=1e-6)  # its own test inputs
+        f_ck, s_ck = (torch.load(tmp_path / k / str(i) / "checkpoint.pt", weights_only=False)
+                      for k in ("fused", "separate"))  # fmt: skip
+        for name in s_ck["model"]:
+            torch.testing.assert_close(
+                f_ck["model"][name], s_ck["model"][name], atol=1e-5, rtol=1e-4
+            )
+        for name, t in s_ck["preprocess"].items():  # its own fitted statistics, checkpointed
+            torch.testing.assert_close(f_ck["preprocess"][name], t)

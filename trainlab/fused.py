@@ -60,10 +60,14 @@ from trainlab.validate import validate
 log = logging.getLogger("trainlab")
 
 
+VALUES = ("init", "activation", "pair", "augmentation", "preprocess")  # pair: act + init names
+
+
 def why_not_fusable(cfgs: list[DictConfig]) -> str | None:
-    """None when the configs differ only in seed, optimizer.lr, the init, the activation and
-    the augmentation (fusable_parts then splits them by the shapes of their layers); else the
-    reason. Each member draws its own augmentation from its own generator, as its run does.
+    """None when the configs differ only in seed, optimizer.lr, the init, the activation, the
+    augmentation and the preprocessing (fusable_parts then splits them by the shapes of their
+    layers); else the reason. Each member draws its own augmentation from its own generator
+    and fits its own preprocessing on the train split, as its run does.
 
     Sound for the values: each member's model is built under its own config (its init is
     its own run's), and every optimiser here updates by lr times a direction whose state
@@ -75,14 +79,12 @@ def why_not_fusable(cfgs: list[DictConfig]) -> str | None:
         return "fewer than 2 jobs"
     plain = [OmegaConf.to_container(c, resolve=True) for c in cfgs]
     for p in plain:
-        for key in ("seed", "init", "activation", "pair", "augmentation"):  # pair: act + init
+        for key in ("seed", *VALUES):
             p.pop(key, None)
         p.get("optimizer", {}).pop("lr", None)
     if any(p != plain[0] for p in plain[1:]):
-        return "the jobs differ in more than the seed, optimizer.lr, init, activation, augmentation"
-    own = {
-        (c.seed, c.optimizer.lr, str(c.init), str(c.activation), str(c.augmentation)) for c in cfgs
-    }
+        return f"the jobs differ in more than the seed, optimizer.lr and {', '.join(VALUES)}"
+    own = {(c.seed, c.optimizer.lr, *(str(OmegaConf.select(c, k)) for k in VALUES)) for c in cfgs}
     if len(own) < len(cfgs):
         return "two jobs share a seed"
     if len({c.optimizer.lr for c in cfgs}) > 1:
@@ -165,10 +167,12 @@ def train_fused(
     try:
         if cfgs[0].threads:
             torch.set_num_threads(cfgs[0].threads)
-        dropout = []
+        dropout, own = [], []
         for m in members:  # each member drawn exactly as its own run draws it
-            device, data, preprocess, m.model = prepare(m.cfg)
+            device, data, m.preprocess, m.model = prepare(m.cfg)
             dropout.append(_global_rng(device))  # what its run's dropout draws from next
+            own.append(OmegaConf.to_container(m.cfg.preprocess, resolve=True))
+        preprocess = members[0].preprocess if all(o == own[0] for o in own) else None
         group = Group(members, fuse([m.model for m in members], dropout), device, data,
                       preprocess, dropout)  # fmt: skip
     except BaseException:
@@ -215,7 +219,7 @@ def _set_up(g: Group) -> None:
         g.lr_scales = torch.tensor(scales, device=g.device).view(-1, 1)
     g.generators = [torch.Generator(device=g.device).manual_seed(m.cfg.seed) for m in members]
     n0 = min(cfg.trainer.eval_batch_size, len(data.train_x))
-    initial = evaluate(g.model, g.preprocess, data.train_x[:n0], data.train_y[:n0], n0)
+    initial = evaluate(g.model, g.preprocessings(), data.train_x[:n0], data.train_y[:n0], n0)
     for i, m in enumerate(members):
         token = hparams.MEMBER_OVERRIDES.set(m.overrides)  # its own values in its session
         try:
@@ -298,7 +302,10 @@ def _step(g: Group, idx: torch.Tensor, augment, alive: torch.Tensor) -> None:
     if augment is not None:
         x = torch.stack([f(x[j], gen) if f is not None else x[j] for j, (f, gen) in
                          enumerate(zip(augment, g.generators, strict=True))])  # fmt: skip
-    x = g.preprocess(x.flatten(0, 1)).view(x.shape)
+    if g.preprocess is not None:
+        x = g.preprocess(x.flatten(0, 1)).view(x.shape)
+    else:  # each member its own preprocessing, fitted on the train split as its run fits it
+        x = torch.stack([m.preprocess(x[j]) for j, m in enumerate(g.members)])
     y = g.data.train_y[idx]  # (K, B)
     with monitor.capture(g.step) if monitor else nullcontext():
         logits = g.model(x)  # (K, B, C)

@@ -21,7 +21,7 @@ from trainlab.fastconf import copy_config
 
 log = logging.getLogger("trainlab")
 SEED_KEYS = ("seed", "+seed", "++seed")
-VALUES = ("optimizer.lr", "init", "activation", "pair", "augmentation")  # may differ: fused.py
+VALUES = ("optimizer.lr", "init", "activation", "pair", "augmentation", "preprocess")  # fused.py
 _GROUP: ContextVar[list[DictConfig] | None] = ContextVar("trainlab_fused_group", default=None)
 
 
