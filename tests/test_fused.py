@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from trainlab.config import compose
-from trainlab.fused import seed_only, train_fused, why_not_fusable
+from trainlab.fused import fusable_parts, seed_only, train_fused, why_not_fusable
 from trainlab.fused_models import FusionUnsupported, fuse
 from trainlab.train import prepare, train
 
@@ -166,3 +166,68 @@ def test_members_differing_in_lr_and_init_train_as_their_separate_runs(optimizer
         assert [e["lr"] for e in f_hist["steps"]] == pytest.approx(
             [e["lr"] for e in s_hist["steps"]]
         )
+
+
+def test_members_differing_in_activation_train_as_their_separate_runs(tmp_path):
+    pairs = [("relu", 0), ("tanh", 0), ("gelu", 1), ("leaky_relu", 1)]
+    cfgs = [compose([*QUIET, "trainer.max_steps=12", f"activation={a}", f"seed={s}"])
+            for a, s in pairs]  # fmt: skip
+    fused = train_fused(cfgs, [tmp_path / "fused" / str(i) for i in range(4)])
+    separate = [train(c, tmp_path / "separate" / str(i)) for i, c in enumerate(cfgs)]
+    assert fused[0]["fused"]["activation"] == [a for a, _ in pairs]
+    for i, (f, s) in enumerate(zip(fused, separate, strict=True)):
+        assert f["initial_loss"] == pytest.approx(s["initial_loss"], abs=1e-5)
+        f_ck, s_ck = (torch.load(tmp_path / k / str(i) / "checkpoint.pt", weights_only=True)
+                      for k in ("fused", "separate"))  # fmt: skip
+        for name in s_ck["model"]:
+            torch.testing.assert_close(
+                f_ck["model"][name], s_ck["model"][name], atol=1e-5, rtol=1e-4
+            )
+
+
+def test_fusable_parts_split_by_the_layers_shapes():
+    names = ["relu", "prelu", "tanh", "maxout", "prelu", "maxout", "selu"]
+    cfgs = [compose([*QUIET, f"activation={a}", f"seed={i}"]) for i, a in enumerate(names)]
+    assert why_not_fusable(cfgs) is None
+    assert sorted(fusable_parts(cfgs)) == [[0, 2, 6], [1, 4], [3, 5]]
+    with pytest.raises(FusionUnsupported, match="differ"):  # maxout widens the layer in front
+        fuse([prepare(c)[3] for c in (cfgs[0], cfgs[3])], [torch.Generator()] * 2)
+    depth = [compose([*QUIET, "seed=0"]), compose([*QUIET, "seed=1", "model.depth=5"])]
+    assert "differ" in why_not_fusable(depth) and fusable_parts(depth) == []
+
+
+def test_members_differing_in_augmentation_draw_their_separate_runs_augmentations(tmp_path):
+    cnn = ["model=cnn", "model.width=4", "trainer.max_steps=4", "optimizer=sgd", "optimizer.lr=0.1"]
+    own = [["augmentation=none", "seed=0"], ["augmentation=crop_flip", "seed=0"],
+           ["augmentation=cutout", "seed=1"]]  # fmt: skip
+    cfgs = [compose([*QUIET, *cnn, *o]) for o in own]
+    fused = train_fused(cfgs, [tmp_path / "fused" / str(i) for i in range(3)])
+    separate = [train(c, tmp_path / "separate" / str(i)) for i, c in enumerate(cfgs)]
+    assert fused[0]["fused"]["members"] == 3
+    for i, (f, s) in enumerate(zip(fused, separate, strict=True)):
+        assert f["initial_loss"] == pytest.approx(s["initial_loss"], abs=1e-5)
+        f_ck, s_ck = (torch.load(tmp_path / k / str(i) / "checkpoint.pt", weights_only=True)
+                      for k in ("fused", "separate"))  # fmt: skip
+        for name in s_ck["model"]:  # the same images seen: the same weights
+            torch.testing.assert_close(
+                f_ck["model"][name], s_ck["model"][name], atol=1e-5, rtol=1e-4
+            )
+
+
+def test_members_differing_in_preprocessing_fit_and_apply_their_own(tmp_path):
+    own = [["preprocess=none", "seed=0"], ["preprocess=standardize", "seed=0"],
+           ["preprocess=pca", "seed=1"]]  # fmt: skip
+    cfgs = [compose([*QUIET, "trainer.max_steps=6", *o]) for o in own]
+    fused = train_fused(cfgs, [tmp_path / "fused" / str(i) for i in range(3)])
+    separate = [train(c, tmp_path / "separate" / str(i)) for i, c in enumerate(cfgs)]
+    for i, (f, s) in enumerate(zip(fused, separate, strict=True)):
+        assert f["initial_loss"] == pytest.approx(s["initial_loss"], abs=1e-5)
+        assert f["test_acc"] == pytest.approx(s["test_acc"], abs=1e-6)  # its own test inputs
+        f_ck, s_ck = (torch.load(tmp_path / k / str(i) / "checkpoint.pt", weights_only=False)
+                      for k in ("fused", "separate"))  # fmt: skip
+        for name in s_ck["model"]:
+            torch.testing.assert_close(
+                f_ck["model"][name], s_ck["model"][name], atol=1e-5, rtol=1e-4
+            )
+        for name, t in s_ck["preprocess"].items():  # its own fitted statistics, checkpointed
+            torch.testing.assert_close(f_ck["preprocess"][name], t)

@@ -67,6 +67,23 @@ def test_each_members_statistics_equal_its_separate_runs(extra, tmp_path):
             assert close([v for _, v in f[tag]], [v for _, v in s[tag]], 1e-3), tag
 
 
+def test_members_differing_in_activation_lr_and_init_have_their_separate_runs_statistics(
+    tmp_path,
+):
+    own = [["activation=sigmoid", "init=xavier_normal", "optimizer.lr=0.1"],
+           ["activation=tanh", "optimizer.lr=0.01"], ["activation=relu", "seed=3"]]  # fmt: skip
+    cfgs = [compose([*QUIET, "trainer.max_steps=5", *STATS, *o]) for o in own]
+    fused = train_fused(cfgs, [tmp_path / "fused" / str(i) for i in range(3)])
+    for i, (cfg, f) in enumerate(zip(cfgs, fused, strict=True)):
+        s = train(cfg, tmp_path / "separate" / str(i))
+        for key, value in s["metrics"].items():  # step-0 activation std/mean, grad norms ...
+            assert close(f["metrics"][key], value), (i, key)
+        assert f["diagnostics"] == s["diagnostics"]
+        f_tags, s_tags = (scalars(tmp_path / k / str(i)) for k in ("fused", "separate"))
+        for tag in [t for t in s_tags if t.startswith(("act_std/", "update_ratio/"))]:
+            assert close([v for _, v in f_tags[tag]], [v for _, v in s_tags[tag]], 1e-3), tag
+
+
 def test_dropout_and_bernoulli_draw_the_same_mask_from_the_same_state():
     gen, x = torch.Generator().manual_seed(3), torch.randn(64, 32)
     torch.manual_seed(3)

@@ -46,8 +46,11 @@ def test_a_sweep_fuses_its_seeds_by_default_and_not_when_switched_off(fuse, tmp_
     assert all(s["status"] == "completed" for s in summaries)
     assert all(("fused" in s) == fuse for s in summaries)
     assert all("act_std_first" in s["metrics"] for s in summaries)  # statistics per member
-    if fuse:
-        assert sorted(s["fused"]["members"] for s in summaries) == [3] * 6
+    if fuse:  # relu and tanh, three seeds each: one model
+        assert sorted(s["fused"]["members"] for s in summaries) == [6] * 6
+        assert all(
+            sorted(s["fused"]["activation"]) == ["relu"] * 3 + ["tanh"] * 3 for s in summaries
+        )
 
 
 @pytest.mark.slow  # ~10 s: a real sweep

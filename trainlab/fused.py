@@ -42,6 +42,7 @@ from trainlab import (
     build,
     diagnostics,
     fused_checkpoint,
+    hparams,
     runs,
     stats,
     target,
@@ -59,9 +60,14 @@ from trainlab.validate import validate
 log = logging.getLogger("trainlab")
 
 
+VALUES = ("init", "activation", "pair", "augmentation", "preprocess")  # pair: act + init names
+
+
 def why_not_fusable(cfgs: list[DictConfig]) -> str | None:
-    """None when the configs differ only in seed, optimizer.lr and the init node, and have a
-    fused form; else the reason.
+    """None when the configs differ only in seed, optimizer.lr, the init, the activation, the
+    augmentation and the preprocessing (fusable_parts then splits them by the shapes of their
+    layers); else the reason. Each member draws its own augmentation from its own generator
+    and fits its own preprocessing on the train split, as its run does.
 
     Sound for the values: each member's model is built under its own config (its init is
     its own run's), and every optimiser here updates by lr times a direction whose state
@@ -73,12 +79,13 @@ def why_not_fusable(cfgs: list[DictConfig]) -> str | None:
         return "fewer than 2 jobs"
     plain = [OmegaConf.to_container(c, resolve=True) for c in cfgs]
     for p in plain:
-        p.pop("seed", None)
-        p.pop("init", None)
+        for key in ("seed", *VALUES):
+            p.pop(key, None)
         p.get("optimizer", {}).pop("lr", None)
     if any(p != plain[0] for p in plain[1:]):
-        return "the jobs differ in more than the seed, optimizer.lr and init"
-    if len({(c.seed, c.optimizer.lr, str(c.init)) for c in cfgs}) < len(cfgs):
+        return f"the jobs differ in more than the seed, optimizer.lr and {', '.join(VALUES)}"
+    own = {(c.seed, c.optimizer.lr, *(str(OmegaConf.select(c, k)) for k in VALUES)) for c in cfgs}
+    if len(own) < len(cfgs):
         return "two jobs share a seed"
     if len({c.optimizer.lr for c in cfgs}) > 1:
         if cfgs[0].scheduler.main.get("eta_min"):
@@ -93,6 +100,37 @@ def why_not_fusable(cfgs: list[DictConfig]) -> str | None:
     return None
 
 
+def fusable_parts(cfgs: list[DictConfig]) -> list[list[int]]:
+    """The configs that can train together, as lists of indices (each of at least 2): those
+    whose models have the same layers with parameters, of the same shapes (an activation with
+    parameters, PReLU, or one that widens the layer in front, maxout, trains with its own
+    kind), when why_not_fusable allows them all; else each group equal but for the seed."""
+    if why_not_fusable(cfgs) is not None:
+        return seed_only(cfgs)
+    parts: dict[tuple, list[int]] = {}
+    for i, cfg in enumerate(cfgs):
+        try:
+            validate(cfg)
+            layers = _layers(cfg)
+        except Exception:  # noqa: BLE001 - trained alone, it records its own error
+            continue
+        parts.setdefault(layers, []).append(i)
+    return [p for p in parts.values() if len(p) > 1]
+
+
+def _layers(cfg: DictConfig) -> tuple:
+    """(name, type, parameter shapes) of every module of the config's model that holds state."""
+    from trainlab.data import load_data
+
+    data = load_data(cfg.data)  # cached per process
+    model = build.build_model(cfg, data.in_shape, data.num_classes)
+    return tuple(
+        (name, type(m).__name__, tuple(tuple(p.shape) for p in m.parameters(recurse=False)))
+        for name, m in model.named_modules()
+        if any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(False))
+    )
+
+
 def seed_only(cfgs: list[DictConfig]) -> list[list[int]]:
     """The indices of the configs equal but for the seed, in groups of at least 2."""
     groups: dict[str, list[int]] = {}
@@ -103,7 +141,9 @@ def seed_only(cfgs: list[DictConfig]) -> list[list[int]]:
     return [g for g in groups.values() if len(g) > 1]
 
 
-def train_fused(cfgs: list[DictConfig], run_dirs: list[str | Path]) -> list[dict[str, Any]]:
+def train_fused(
+    cfgs: list[DictConfig], run_dirs: list[str | Path], overrides: list[list[str]] | None = None
+) -> list[dict[str, Any]]:
     """Train the K configs as one fused model; one summary per member, as `train` returns.
 
     Raises FusionUnsupported, having written nothing, when they have no fused form.
@@ -120,17 +160,19 @@ def train_fused(cfgs: list[DictConfig], run_dirs: list[str | Path]) -> list[dict
             validated.append(plain)
     top = max(c.optimizer.lr for c in cfgs)  # the group steps at the largest lr (_step_scaled)
     members = [
-        Member(c, Path(d), runs.running_summary(c), lr_scale=c.optimizer.lr / top)
-        for c, d in zip(cfgs, run_dirs, strict=True)
+        Member(c, Path(d), runs.running_summary(c), lr_scale=c.optimizer.lr / top, overrides=o)
+        for c, d, o in zip(cfgs, run_dirs, overrides or [None] * len(cfgs), strict=True)
     ]
     threads = torch.get_num_threads()
     try:
         if cfgs[0].threads:
             torch.set_num_threads(cfgs[0].threads)
-        dropout = []
+        dropout, own = [], []
         for m in members:  # each member drawn exactly as its own run draws it
-            device, data, preprocess, m.model = prepare(m.cfg)
+            device, data, m.preprocess, m.model = prepare(m.cfg)
             dropout.append(_global_rng(device))  # what its run's dropout draws from next
+            own.append(OmegaConf.to_container(m.cfg.preprocess, resolve=True))
+        preprocess = members[0].preprocess if all(o == own[0] for o in own) else None
         group = Group(members, fuse([m.model for m in members], dropout), device, data,
                       preprocess, dropout)  # fmt: skip
     except BaseException:
@@ -177,9 +219,13 @@ def _set_up(g: Group) -> None:
         g.lr_scales = torch.tensor(scales, device=g.device).view(-1, 1)
     g.generators = [torch.Generator(device=g.device).manual_seed(m.cfg.seed) for m in members]
     n0 = min(cfg.trainer.eval_batch_size, len(data.train_x))
-    initial = evaluate(g.model, g.preprocess, data.train_x[:n0], data.train_y[:n0], n0)
+    initial = evaluate(g.model, g.preprocessings(), data.train_x[:n0], data.train_y[:n0], n0)
     for i, m in enumerate(members):
-        m.writer = tb.open_writer(m.run_dir, m.cfg)
+        token = hparams.MEMBER_OVERRIDES.set(m.overrides)  # its own values in its session
+        try:
+            m.writer = tb.open_writer(m.run_dir, m.cfg)
+        finally:
+            hparams.MEMBER_OVERRIDES.reset(token)
         m.summary["transfer"] = transfer.describe(m.cfg, m.model)
         m.summary.update(
             threads=torch.get_num_threads(), params=sum(p.numel() for p in m.model.parameters()),
@@ -193,7 +239,8 @@ def _set_up(g: Group) -> None:
         for line in m.set_up_diagnostics:
             log.log(terminal.run_level(logging.WARNING), "seed %d: %s", m.cfg.seed, line)
     if cfg.stats.enabled:
-        g.monitor = stats.Monitor(g.model, cfg, writers=[m.writer for m in members])
+        g.monitor = stats.Monitor(g.model, cfg, writers=[m.writer for m in members],
+                                  activations=[m.cfg.activation for m in members])  # fmt: skip
         for m, member_stats in zip(members, g.monitor.members, strict=True):
             m.stats = member_stats
     log.debug("fused: %d seeds as one model on %s | %d train examples", len(members), g.device,
@@ -204,7 +251,8 @@ def _train(g: Group, stop: runs.StopFlag) -> None:
     _set_up(g)
     cfg, k, device = g.members[0].cfg, len(g.members), g.device
     n_train, bs, every = len(g.data.train_x), cfg.trainer.batch_size, cfg.trainer.checkpoint_every
-    augment = build.build_augment(cfg) if cfg.augmentation.ops else None
+    augment = [build.build_augment(m.cfg) if m.cfg.augmentation.ops else None for m in g.members]
+    augment = augment if any(a is not None for a in augment) else None  # each its own draws
     g.tally = target.Tally(k, cfg.trainer.target_train_error)
     alive = torch.ones(k, dtype=torch.bool, device=device)
     g.model.train()
@@ -252,8 +300,12 @@ def _step(g: Group, idx: torch.Tensor, augment, alive: torch.Tensor) -> None:
     cfg, k, monitor = g.members[0].cfg, len(g.members), g.monitor
     x = g.data.train_x[idx]  # (K, B, *in_shape)
     if augment is not None:
-        x = torch.stack([augment(x[j], gen) for j, gen in enumerate(g.generators)])
-    x = g.preprocess(x.flatten(0, 1)).view(x.shape)
+        x = torch.stack([f(x[j], gen) if f is not None else x[j] for j, (f, gen) in
+                         enumerate(zip(augment, g.generators, strict=True))])  # fmt: skip
+    if g.preprocess is not None:
+        x = g.preprocess(x.flatten(0, 1)).view(x.shape)
+    else:  # each member its own preprocessing, fitted on the train split as its run fits it
+        x = torch.stack([m.preprocess(x[j]) for j, m in enumerate(g.members)])
     y = g.data.train_y[idx]  # (K, B)
     with monitor.capture(g.step) if monitor else nullcontext():
         logits = g.model(x)  # (K, B, C)
@@ -301,9 +353,10 @@ def _describe(members: list[Member]) -> dict[str, Any]:
     lrs = [m.cfg.optimizer.lr for m in members]
     if len(set(lrs)) > 1:
         out["lr"] = lrs
-    inits = [OmegaConf.to_container(m.cfg.init, resolve=True) for m in members]
-    if any(i != inits[0] for i in inits):
-        out["init"] = inits
+    for key in ("init", "activation"):
+        values = [OmegaConf.to_container(m.cfg[key], resolve=True) for m in members]
+        if any(v != values[0] for v in values):
+            out[key] = values if key == "init" else [v.get("name") for v in values]
     return out
 
 

@@ -36,7 +36,7 @@ def member_state(g: Group, k: int, finished: bool) -> dict[str, Any]:
         m.optimizer = m.optimizer or build.build_optimizer(m.cfg, m.model)
         m.run = Run(
             m.cfg, m.run_dir, m.summary["config_hash"], m.summary, device=g.device,
-            model=m.model, preprocess=g.preprocess, optimizer=m.optimizer,
+            model=m.model, preprocess=m.preprocess, optimizer=m.optimizer,
             scheduler=g.scheduler, generator=g.generators[k], monitor=m.stats, writer=m.writer,
             history=m.history, clock=g.clock,
         )  # fmt: skip

@@ -3,7 +3,7 @@
 Built from K ordinary models (each built and initialised exactly as its own run builds it),
 so every member starts from the weights its separate run would draw. Linear layers hold
 stacked weights (K, out, in) and run as one `torch.baddbmm`; norms and activations act per
-member. Inputs and outputs carry the member first: (K, B, ...). A fused layer knows K; the
+member (members may differ in their activation: `Mixed`). Inputs and outputs carry the member first: (K, B, ...). A fused layer knows K; the
 models, factories and config files never do. `member_state_dict(k)` is member k's own
 state_dict, under the names of the unfused model.
 """
@@ -33,6 +33,9 @@ class Stacked(nn.Module):
         if any(True for _ in first.buffers()):
             raise FusionUnsupported(f"{type(first).__name__} has buffers")
         self.k = len(modules)
+        shapes = {tuple((n, tuple(p.shape)) for n, p in m.named_parameters()) for m in modules}
+        if len(shapes) > 1:
+            raise FusionUnsupported(f"the members' {type(first).__name__} layers differ in shape")
         for name, _ in first.named_parameters():
             stacked = torch.stack([m.get_parameter(name).detach().contiguous() for m in modules])
             self.register_parameter(name, nn.Parameter(stacked))
@@ -143,6 +146,39 @@ class Elementwise(nn.Module):
         return {}
 
 
+class Mixed(nn.Module):
+    """Members whose activations differ (relu for some, tanh for others): each function on its
+    members' rows, in one call per distinct function."""
+
+    def __init__(self, modules: list[nn.Module]) -> None:
+        super().__init__()
+        if not all(_function(m) for m in modules):
+            raise FusionUnsupported("the members' layers differ")
+        kinds: dict[str, list[int]] = {}
+        for k, m in enumerate(modules):
+            kinds.setdefault(repr(m), []).append(k)
+        self.functions = nn.ModuleList(modules[rows[0]] for rows in kinds.values())
+        self.rows = [torch.tensor(rows) for rows in kinds.values()]
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = torch.empty_like(x)
+        for f, rows in zip(self.functions, self.rows, strict=True):
+            out[rows.to(x.device)] = f(x[rows.to(x.device)])
+        return out
+
+    def member_state(self, k: int) -> dict[str, Tensor]:
+        return {}
+
+
+def _stateful(m: nn.Module) -> bool:
+    return any(True for _ in m.parameters()) or any(True for _ in m.buffers())
+
+
+def _function(m: nn.Module) -> bool:
+    """A leaf without state or randomness: an activation, Identity."""
+    return not (_stateful(m) or list(m.children()) or isinstance(m, (nn.Dropout, Maxout)))
+
+
 class Grouped(nn.Module):
     """A per-channel module without parameters (max pooling) on the members as channel
     groups (B, K*C, H, W)."""
@@ -198,6 +234,8 @@ def fuse_layer(modules: list[nn.Module], generators: list[torch.Generator]) -> n
     """The fused form of K corresponding layers (or blocks) of K members; dropout draws
     from `generators`, one per member."""
     first, kind = modules[0], type(modules[0])
+    if len({repr(m) for m in modules}) > 1 and all(_function(m) for m in modules):
+        return Mixed(modules)  # activations that differ between members
     if any(type(m) is not kind for m in modules):
         raise FusionUnsupported("the members' layers differ")
     if kind is nn.Sequential:

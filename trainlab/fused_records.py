@@ -37,7 +37,9 @@ class Member:
     stats: stats.MemberStats | None = None  # its per-layer statistics (stats.enabled)
     set_up_diagnostics: list[str] = field(default_factory=list)
     alive: bool = True
+    preprocess: Any = None  # its own fitted preprocessing
     lr_scale: float = 1.0  # its optimizer.lr over the group's largest (trainlab.fused)
+    overrides: list[str] | None = None  # its job's overrides (its TensorBoard hparams)
     best_val_acc: float = -math.inf
     last_sync: tuple[int, float] = (0, 0.0)  # (step, seconds) of the previous host sync
     history: dict[str, list] = field(default_factory=lambda: {"epochs": [], "steps": []})
@@ -51,7 +53,7 @@ class Group:
     model: FusedModel
     device: torch.device
     data: Splits
-    preprocess: Any
+    preprocess: Any  # the members' shared preprocessing; None: each member its own
     dropout: list[torch.Generator]  # each member's dropout generator
     generators: list[torch.Generator] = field(default_factory=list)  # data order, augmentation
     optimizer: Any = None
@@ -73,6 +75,12 @@ class Group:
     def elapsed(self) -> float:
         return time.perf_counter() - self.clock
 
+    def preprocessings(self) -> Any:
+        """What evaluate takes: the shared preprocessing, or each member's own in a list."""
+        return (
+            self.preprocess if self.preprocess is not None else [m.preprocess for m in self.members]
+        )
+
 
 @torch.no_grad()
 def evaluate(
@@ -84,8 +92,12 @@ def evaluate(
     model.eval()
     sums = torch.zeros(model.k, 2, device=x.device)
     for i in range(0, len(x), batch_size):
-        xb, yb = preprocess(x[i : i + batch_size]), y[i : i + batch_size]
-        logits = model(xb.expand(model.k, *xb.shape))  # every member sees the same examples
+        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+        if isinstance(preprocess, list):  # each member its own preprocessing
+            xb = torch.stack([p(xb) for p in preprocess])
+        else:
+            xb = preprocess(xb).expand(model.k, *xb.shape)
+        logits = model(xb)  # every member sees the same examples
         loss = F.cross_entropy(logits.flatten(0, 1), yb.repeat(model.k), reduction="none")
         sums[:, 0] += loss.view(model.k, -1).sum(1)
         sums[:, 1] += (logits.argmax(2) == yb).sum(1)
@@ -137,7 +149,7 @@ def log_window(g: Group) -> None:
 def end_epoch(g: Group) -> None:
     """Validation and each member's epoch record; a member whose loss is non-finite diverged
     (where its own run's checkpoint would stop it)."""
-    val = evaluate(g.model, g.preprocess, g.data.val_x, g.data.val_y,
+    val = evaluate(g.model, g.preprocessings(), g.data.val_x, g.data.val_y,
                    g.members[0].cfg.trainer.eval_batch_size)  # fmt: skip
     g.tally.sync()
     sums = g.tally.epoch
@@ -163,7 +175,7 @@ def end_epoch(g: Group) -> None:
 
 def finish(g: Group) -> None:
     """Train and test metrics, each member's own model, predictions and summary."""
-    members, model, preprocess, data = g.members, g.model, g.preprocess, g.data
+    members, model, preprocess, data = g.members, g.model, g.preprocessings(), g.data
     eval_bs = members[0].cfg.trainer.eval_batch_size
     train_m = evaluate(model, preprocess, data.train_x, data.train_y, eval_bs)
     test_m = evaluate(model, preprocess, data.test_x, data.test_y, eval_bs)
@@ -173,7 +185,7 @@ def finish(g: Group) -> None:
             continue
         m.model.load_state_dict(model.member_state_dict(i))
         if m.cfg.trainer.predictions:  # the member's own model, as its separate run saves it
-            ensembles.save_predictions(m.run_dir, m.model, preprocess, data, eval_bs)
+            ensembles.save_predictions(m.run_dir, m.model, m.preprocess, data, eval_bs)
         m.writer.add_scalar("test/acc", test_m[i][1], step)
         m.writer.add_scalar("test/loss", test_m[i][0], step)
         last = m.history["epochs"][-1]
@@ -188,7 +200,7 @@ def finish(g: Group) -> None:
         m.summary["metrics"].update(
             bn_modes.batch_stats_metrics(
                 m.model,
-                preprocess,
+                m.preprocess,
                 data.val_x,
                 data.val_y,
                 m.cfg.trainer.batch_size,

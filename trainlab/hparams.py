@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,8 +63,14 @@ def sweep_keys() -> tuple[list[Key], dict[str, Any]]:
     keys = {k.name: k for k in _parse(overrides, excluded)}  # the command line wins
     for group in GROUPS:
         keys.setdefault(group, Key(group, "string", differs=_set_by_pair(group, keys)))
-    own = {o.key_or_group: o.value() for o in _parsed(list(hc.overrides.task), excluded)}
+    mine = MEMBER_OVERRIDES.get()  # a fused member's own, else this job's
+    own = {o.key_or_group: o.value() for o in _parsed(mine or list(hc.overrides.task), excluded)}
     return sorted(keys.values(), key=lambda k: (not k.differs, k.name)), own
+
+
+# A fused group's writers open while its first job runs: each member's own overrides
+# (trainlab.fused) stand in for that job's.
+MEMBER_OVERRIDES: ContextVar[list[str] | None] = ContextVar("member_overrides", default=None)
 
 
 def _set_by_pair(group: str, keys: dict[str, Key]) -> bool:

@@ -97,14 +97,16 @@ class Monitor:
         max_batch: int | None = None,
         layout: bool = True,  # False: a resumed run's events already hold the chart layout
         writers: list[Any] | None = None,
+        activations: list[DictConfig] | None = None,
     ) -> None:
         self.model = model
         self.every, self.histogram_every = cfg.stats.every, cfg.stats.histogram_every
         self.pre_activation = cfg.stats.pre_activation
         self.max_batch = max_batch or cfg.stats.max_batch
-        act = cfg.activation
-        self.activation, self.can_die = act.name, act.can_die
-        self.low, self.high = act.saturation_low, act.saturation_high
+        acts = activations or [cfg.activation]  # a fused model's members: each its own
+        self.activations = [(a.name, a.can_die) for a in acts]  # diagnostics read them
+        bounds = [(a.saturation_low, a.saturation_high) for a in acts]
+        self.low, self.high = bounds[0] if len(set(bounds)) == 1 else zip(*bounds, strict=True)
         self.layers = hooked_layers(model)
         self.layer_names = [name for name, _ in self.layers]
         self.fused = 0 if writers is None else len(writers)  # members of a fused model
@@ -227,10 +229,10 @@ class Monitor:
         self._weight_stats = None
         n_acts, offset = acts[:, 0].numel(), acts[:, 0].numel() + 4 * n
         width = len(HIST_HEAD) + capture.bins
-        for member, flat in zip(self.members, table, strict=True):
+        for k, (member, flat) in enumerate(zip(self.members, table, strict=True)):
             if not member.active:
                 continue
-            snap = self._snapshot(step, capture, flat[:n_acts], flat[n_acts:offset])
+            snap = self._snapshot(step, capture, flat[:n_acts], flat[n_acts:offset], k)
             member.last_hists = {row: flat[offset + i * width:offset + (i + 1) * width]
                                  for i, row in enumerate(hist_rows)}  # fmt: skip
             if member.first is None:
@@ -243,11 +245,12 @@ class Monitor:
                                   hist, step)  # fmt: skip
 
     def _snapshot(
-        self, step: int, capture: Capture, acts: list[float], weights: list[float]
+        self, step: int, capture: Capture, acts: list[float], weights: list[float], k: int = 0
     ) -> diagnostics.Snapshot:
-        snap = diagnostics.Snapshot(step=step, activation=self.activation, can_die=self.can_die)
+        name, can_die = self.activations[k if len(self.activations) > 1 else 0]
+        snap = diagnostics.Snapshot(step=step, activation=name, can_die=can_die)
         tables = {INPUT: snap.inputs, "pre": snap.pre, "act": snap.acts}
-        for (kind, name), row in zip(capture.rows(), capture.finish(acts), strict=True):
+        for (kind, name), row in zip(capture.rows(), capture.finish(acts, k), strict=True):
             tables[kind][name] = row
         n = len(self.weights)
         for i, name in enumerate(self.weight_names):

@@ -53,8 +53,8 @@ class Capture:
         self,
         model: nn.Module,
         layers: list[tuple[str, nn.Module]],
-        low: float | None,
-        high: float | None,
+        low: Bound,
+        high: Bound,
         *,
         pre_activation: bool = False,
         max_batch: int | None = None,
@@ -106,13 +106,20 @@ class Capture:
 
         return hook
 
-    def _record(
-        self, key: tuple[str, str], y: Tensor, low: float | None, high: float | None
-    ) -> None:
+    def _record(self, key: tuple[str, str], y: Tensor, low: Bound, high: Bound) -> None:
+        """`low`/`high`: a saturation bound, or a tuple of each member's (their activations
+        differ)."""
         y = y.detach()  # then views: each member's first max_batch examples
         y = y[:, : self.max_batch] if self.members else y[: self.max_batch].unsqueeze(0)
-        self.stats[key] = member_raw_stats(y, low, high)
-        self.shapes[key] = (y[0].numel(), count_units(y[0]), saturates_at_zero(low, high))
+        if isinstance(low, tuple):
+            self.stats[key] = member_raw_stats(
+                y, _column(low, -math.inf, y), _column(high, math.inf, y)
+            )
+            zero = tuple(saturates_at_zero(lo, hi) for lo, hi in zip(low, high, strict=True))
+        else:
+            self.stats[key] = member_raw_stats(y, low, high)
+            zero = saturates_at_zero(low, high)
+        self.shapes[key] = (y[0].numel(), count_units(y[0]), zero)
         if self.bins:
             self.hists[key] = member_histograms(y, self.bins)
 
@@ -122,9 +129,20 @@ class Capture:
         missing = torch.full((max(self.members, 1), RAW), math.nan, device=device)
         return torch.stack([self.stats.get(row, missing) for row in self.rows()])
 
-    def finish(self, values: list[float]) -> list[dict[str, float]]:
-        """One member's stacked() rows, copied to the host as a flat list -> a STATS dict per row."""
-        return [
-            finish_stats(values[i * RAW : (i + 1) * RAW], *self.shapes.get(row, (1, 1, False)))
-            for i, row in enumerate(self.rows())
-        ]
+    def finish(self, values: list[float], k: int = 0) -> list[dict[str, float]]:
+        """Member k's stacked() rows, copied to the host as a flat list -> a STATS dict per row."""
+        out = []
+        for i, row in enumerate(self.rows()):
+            numel, units, zero = self.shapes.get(row, (1, 1, False))
+            zero = zero[k] if isinstance(zero, tuple) else zero
+            out.append(finish_stats(values[i * RAW : (i + 1) * RAW], numel, units, zero))
+        return out
+
+
+Bound = float | None | tuple
+
+
+def _column(bounds: tuple, missing: float, y: Tensor) -> Tensor:
+    """Each member's bound as a (K, 1) column (`missing` where it has none: never crossed)."""
+    values = [missing if b is None else b for b in bounds]
+    return torch.tensor(values, device=y.device).view(-1, 1)

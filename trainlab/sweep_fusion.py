@@ -21,7 +21,7 @@ from trainlab.fastconf import copy_config
 
 log = logging.getLogger("trainlab")
 SEED_KEYS = ("seed", "+seed", "++seed")
-VALUES = ("optimizer.lr", "init")  # keys whose values may differ in a group (fused.why_not_fusable)
+VALUES = ("optimizer.lr", "init", "activation", "pair", "augmentation", "preprocess")  # fused.py
 _GROUP: ContextVar[list[DictConfig] | None] = ContextVar("trainlab_fused_group", default=None)
 
 
@@ -29,8 +29,8 @@ def seed_groups(
     job_overrides: Sequence[Sequence[str]], values: bool = False
 ) -> dict[int, list[int]]:
     """{index of a group's first job: indices of every job of the group} for groups of >= 2:
-    the jobs whose overrides are equal but for the seed and, with `values`, optimizer.lr and
-    the init node (trainlab.fused.VALUES; whether they really fuse is decided on the configs)."""
+    the jobs whose overrides are equal but for the seed and, with `values`, the VALUES (lr,
+    init, activation; whether and how they fuse is decided on the configs: fused.py)."""
     groups: dict[tuple[str, ...], list[int]] = {}
     for i, overrides in enumerate(job_overrides):
         rest = tuple(sorted(o for o in overrides if not _free(o.split("=", 1)[0], values)))
@@ -69,7 +69,7 @@ def job_dir(sweep_config: DictConfig) -> Path:
 def train_pending_group(threads: int | None) -> list[dict[str, Any]] | None:
     """Train the current job's group fused; None when there is none or it cannot be fused."""
     from trainlab.errors import ConfigError
-    from trainlab.fused import seed_only, train_fused, why_not_fusable
+    from trainlab.fused import fusable_parts, train_fused, why_not_fusable
     from trainlab.fused_models import FusionUnsupported
 
     sweep_configs = _GROUP.get()
@@ -81,19 +81,20 @@ def train_pending_group(threads: int | None) -> list[dict[str, Any]] | None:
     for cfg in cfgs:
         if cfg.threads is None:
             cfg.threads = threads
-    reason = why_not_fusable(cfgs)
-    parts = [list(range(len(cfgs)))] if reason is None else seed_only(cfgs)
-    if reason is not None and parts:  # the values do not fuse: each seed group on its own
-        log.debug("values not fused (%s): %d seed groups", reason, len(parts))
+    parts = fusable_parts(cfgs)
     mine = None
     for part in parts:
         try:
-            fused = train_fused([cfgs[i] for i in part], [job_dir(sweep_configs[i]) for i in part])
+            fused = train_fused(
+                [cfgs[i] for i in part],
+                [job_dir(sweep_configs[i]) for i in part],
+                [list(sweep_configs[i].hydra.overrides.task) for i in part],
+            )
         except (FusionUnsupported, ConfigError) as err:  # each job records its own error
             log.debug("trained one by one, not fused: %s", err)
             return mine
         if part[0] == 0:  # this job's group
             mine = fused
     if not parts:
-        log.debug("trained one by one, not fused: %s", reason)
+        log.debug("trained one by one, not fused: %s", why_not_fusable(cfgs))
     return mine
