@@ -216,3 +216,32 @@ def test_a_format_3_checkpoint_resumes(tmp_path: Path) -> None:
                         for d in (run_dir, tmp_path / "reference"))  # fmt: skip
     assert [c[0] for c in curve] == [c[0] for c in ref_curve]
     assert [c[1] for c in curve] == pytest.approx([c[1] for c in ref_curve], rel=1e-6)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_signal_during_the_final_evaluation_completes_the_run_then_stops(fused, tmp_path,
+                                                                            monkeypatch):  # fmt: skip
+    """SIGTERM while the run computes its final metrics: the run is complete and recorded so,
+    and the signal still stops the caller (a sweep does not go on to its next job)."""
+    from trainlab import finish, fused_records
+    from trainlab.fused import train_fused
+
+    module, name = (fused_records, "finish") if fused else (finish, "finish")
+    original = getattr(module, name)
+
+    def signalled(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # caught by the run's handler: a flag
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, signalled)
+    if fused:
+        monkeypatch.setattr("trainlab.fused.finish", signalled)
+    cfgs = [compose(["trainer.max_steps=3", "trainer.progress=never", f"seed={s}"]) for s in (0, 1)]
+    with pytest.raises(runs.Interrupted, match="SIGTERM came as the run finished"):
+        if fused:
+            train_fused(cfgs, [tmp_path / "0", tmp_path / "1"])
+        else:
+            train(cfgs[0], tmp_path / "0")
+    for run_dir in [tmp_path / "0", tmp_path / "1"][: 2 if fused else 1]:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["status"] == "completed" and summary["steps"] == 3

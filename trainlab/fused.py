@@ -178,12 +178,14 @@ def train_fused(
     except BaseException:
         torch.set_num_threads(threads)
         raise
+    late = None
     try:
         for m in members:
             m.run_dir.mkdir(parents=True, exist_ok=True)
             write_json(m.run_dir / "summary.json", m.summary)
         with runs.stop_on_signals() as stop:
             _train(group, stop)
+            late = stop.signum  # during the final evaluation: the members completed
     except runs.Interrupted as err:
         for m in members:
             if m.alive:
@@ -200,6 +202,8 @@ def train_fused(
             if m.writer is not None:
                 m.writer.close(m.summary.get("status"))
             write_json(m.run_dir / "summary.json", m.summary)
+    if late is not None:
+        raise runs.Interrupted(late, group.step, members[0].run_dir, completed=True)
     return [m.summary for m in members]
 
 

@@ -134,10 +134,13 @@ class Interrupted(BaseException):
     """SIGINT or SIGTERM stopped the run after a checkpoint (a BaseException, like
     KeyboardInterrupt: a one-process sweep stops instead of recording a failure)."""
 
-    def __init__(self, signum: int, step: int, run_dir: Path) -> None:
+    def __init__(self, signum: int, step: int, run_dir: Path, completed: bool = False) -> None:
         self.signum, self.step, self.run_dir = signum, step, run_dir
+        name = signal.Signals(signum).name
         super().__init__(
-            f"interrupted by {signal.Signals(signum).name} at step {step}; "
+            f"{name} came as the run finished (step {step}): it completed, in {run_dir}"
+            if completed
+            else f"interrupted by {name} at step {step}; "
             f"run the same command to resume from {run_dir}/checkpoint.pt"
         )
 

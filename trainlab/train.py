@@ -50,11 +50,13 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 def _attempt(run: Run, action: str) -> dict[str, Any]:
     """Run (or resume) and record how it ended in summary.json, whatever happens."""
     threads = torch.get_num_threads()
+    late = None  # a signal during the final evaluation: the run completes, then stops
     try:
         write_json(run.run_dir / "summary.json", run.summary)  # never a stale result
         validate(run.cfg)
         with runs.stop_on_signals() as stop:
             _train(run, stop, resume=action == "resume")
+            late = stop.signum
         run.summary["status"] = "completed"
     except Diverged as err:
         run.summary.update(status="diverged", error=str(err), diverged_at_step=err.step)
@@ -71,6 +73,8 @@ def _attempt(run: Run, action: str) -> dict[str, Any]:
         finish.write_quiet(
             run.run_dir / "summary.json", run.summary, quiet=sys.exc_info()[0] is not None
         )
+    if late is not None:  # a sweep stops here, as it would have at the next step
+        raise runs.Interrupted(late, run.step, run.run_dir, completed=True)
     return run.summary
 
 
