@@ -40,7 +40,7 @@ def test_seed_groups_are_the_jobs_equal_but_for_the_seed():
     assert seed_groups(jobs, values=True) == {0: [0, 1, 3, 5], 2: [2, 4]}
 
 
-@pytest.mark.parametrize("fuse", [True, False])
+@pytest.mark.parametrize("fuse", [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_a_sweep_fuses_its_seeds_by_default_and_not_when_switched_off(fuse, tmp_path):
     summaries = sweep(tmp_path, f"hydra.launcher.fuse={str(fuse).lower()}")
     assert all(s["status"] == "completed" for s in summaries)

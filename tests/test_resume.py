@@ -80,6 +80,7 @@ def scalar_steps(run_dir: Path, tag: str) -> list[int]:
     ]
 
 
+@pytest.mark.slow  # ~22 s: several killed and resumed runs (CI's second pass runs it)
 def test_killed_run_resumes_bitwise_identical(tmp_path: Path) -> None:
     reference = tmp_path / "reference"
     assert train(compose(RUN), reference)["status"] == "completed"
