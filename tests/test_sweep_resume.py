@@ -70,7 +70,8 @@ def test_sweeps_started_at_once_get_their_own_directories(tmp_path: Path) -> Non
 def test_killed_sweep_accounts_for_every_job_and_a_rerun_finishes_it(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     args = ["train", "-m", *TINY, "trainer.epochs=40", "trainer.checkpoint_every=5",
-            "activation=relu,tanh,gelu", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
+            "activation=relu,tanh,gelu", "hydra.launcher.fuse=false",  # one job at a time
+            f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "trainlab", *args], cwd=tmp_path, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

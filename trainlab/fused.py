@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -178,10 +178,28 @@ def train_fused(
     except BaseException:
         torch.set_num_threads(threads)
         raise
-    late = None
+    locks = ExitStack()  # one process per run directory, as train holds its own
     try:
         for m in members:
             m.run_dir.mkdir(parents=True, exist_ok=True)
+            locks.enter_context(runs.hold(m.run_dir))  # busy: ConfigError, nothing written
+    except BaseException:
+        locks.close()
+        torch.set_num_threads(threads)
+        raise
+    with locks:
+        late = _train_held(group, members, threads)
+    if late is not None:
+        raise runs.Interrupted(late, group.step, members[0].run_dir, completed=True)
+    return [m.summary for m in members]
+
+
+def _train_held(group: Group, members: list[Member], threads: int) -> int | None:
+    """Train the group, recording how each member ended whatever happens; the signal that
+    came during the final evaluation, if one did."""
+    late = None
+    try:
+        for m in members:
             write_json(m.run_dir / "summary.json", m.summary)
         with runs.stop_on_signals() as stop:
             _train(group, stop)
@@ -202,9 +220,7 @@ def train_fused(
             if m.writer is not None:
                 m.writer.close(m.summary.get("status"))
             write_json(m.run_dir / "summary.json", m.summary)
-    if late is not None:
-        raise runs.Interrupted(late, group.step, members[0].run_dir, completed=True)
-    return [m.summary for m in members]
+    return late
 
 
 def _set_up(g: Group) -> None:

@@ -23,6 +23,7 @@ log = logging.getLogger("trainlab")
 SEED_KEYS = ("seed", "+seed", "++seed")
 VALUES = ("optimizer.lr", "init", "activation", "pair", "augmentation", "preprocess")  # fused.py
 _GROUP: ContextVar[list[DictConfig] | None] = ContextVar("trainlab_fused_group", default=None)
+TRAINED: set[Path] = set()  # job directories this process trained as members of a group
 
 
 def seed_groups(
@@ -93,6 +94,7 @@ def train_pending_group(threads: int | None) -> list[dict[str, Any]] | None:
         except (FusionUnsupported, ConfigError) as err:  # each job records its own error
             log.debug("trained one by one, not fused: %s", err)
             return mine
+        TRAINED.update(job_dir(sweep_configs[i]).resolve() for i in part[1:])
         if part[0] == 0:  # this job's group
             mine = fused
     if not parts:

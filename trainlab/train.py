@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from trainlab import checkpoint, finish, loop, runs, start, terminal
+from trainlab import checkpoint, finish, loop, runs, start, sweep_fusion, terminal
 from trainlab.checkpoint import Run
 from trainlab.io import write_json
 from trainlab.loop import LOG_EVERY, Diverged, log_curve
@@ -39,8 +39,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         action = runs.claim(run_dir, run.config_hash)  # another config's: left untouched
         if action == "skip":
             summary = runs.read_summary(run_dir)
-            # a seed its group's first job trained (fused) just now: its job line says it
-            member = (summary.get("fused") or {}).get("seeds", [cfg.seed])[0] != cfg.seed
+            # a job its group's first job trained (fused) just now: its job line says it
+            member = run_dir.resolve() in sweep_fusion.TRAINED
             log.log(logging.DEBUG if member else logging.INFO, "already finished in %s: skipped",
                     run_dir)  # fmt: skip
             return summary
