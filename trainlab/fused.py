@@ -55,12 +55,10 @@ from trainlab.fused_records import Group, Member, end_epoch, evaluate, finish, l
 from trainlab.io import write_json
 from trainlab.loop import LOG_EVERY
 from trainlab.start import prepare
+from trainlab.sweep_fusion import VALUE_NODES, VALUES
 from trainlab.validate import validate
 
 log = logging.getLogger("trainlab")
-
-
-VALUES = ("init", "activation", "pair", "augmentation", "preprocess")  # pair: act + init names
 
 
 def why_not_fusable(cfgs: list[DictConfig]) -> str | None:
@@ -73,18 +71,16 @@ def why_not_fusable(cfgs: list[DictConfig]) -> str | None:
     its own run's), and every optimiser here updates by lr times a direction whose state
     does not depend on the lr (SGD and its momentum buffer, Adam's moments, RMSprop's and
     AdaGrad's sums; decoupled weight decay too), so a member's update is the group's step
-    scaled by its lr over the first member's, under a schedule that multiplies every lr by
+    scaled by its lr over the group's largest, under a schedule that multiplies every lr by
     the same factor (not a cosine with eta_min > 0, not AdaGrad's lr_decay)."""
     if len(cfgs) < 2:
         return "fewer than 2 jobs"
-    plain = [OmegaConf.to_container(c, resolve=True) for c in cfgs]
+    plain = [_plain(c, "seed", *VALUE_NODES) for c in cfgs]
     for p in plain:
-        for key in ("seed", *VALUES):
-            p.pop(key, None)
         p.get("optimizer", {}).pop("lr", None)
     if any(p != plain[0] for p in plain[1:]):
-        return f"the jobs differ in more than the seed, optimizer.lr and {', '.join(VALUES)}"
-    own = {(c.seed, c.optimizer.lr, *(str(OmegaConf.select(c, k)) for k in VALUES)) for c in cfgs}
+        return f"the jobs differ in more than the seed and {', '.join(VALUES)}"
+    own = {(c.seed, *(str(OmegaConf.select(c, k)) for k in VALUES)) for c in cfgs}
     if len(own) < len(cfgs):
         return "two jobs share a seed"
     if len({c.optimizer.lr for c in cfgs}) > 1:
@@ -135,10 +131,16 @@ def seed_only(cfgs: list[DictConfig]) -> list[list[int]]:
     """The indices of the configs equal but for the seed, in groups of at least 2."""
     groups: dict[str, list[int]] = {}
     for i, c in enumerate(cfgs):
-        plain = OmegaConf.to_container(c, resolve=True)
-        plain.pop("seed", None)
-        groups.setdefault(repr(plain), []).append(i)
+        groups.setdefault(repr(_plain(c, "seed")), []).append(i)
     return [g for g in groups.values() if len(g) > 1]
+
+
+def _plain(cfg: DictConfig, *without: str) -> dict:
+    """The resolved config as a dict, without the top-level keys named."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    for key in without:
+        plain.pop(key, None)
+    return plain
 
 
 def train_fused(
@@ -153,8 +155,7 @@ def train_fused(
         raise FusionUnsupported(reason)
     validated: list[dict] = []
     for cfg in cfgs:  # the seed is not validated: each config that differs in more, once
-        plain = OmegaConf.to_container(cfg, resolve=True)
-        plain.pop("seed", None)
+        plain = _plain(cfg, "seed")
         if plain not in validated:
             validate(cfg)
             validated.append(plain)

@@ -3,8 +3,8 @@
 Built from K ordinary models (each built and initialised exactly as its own run builds it),
 so every member starts from the weights its separate run would draw. Linear layers hold
 stacked weights (K, out, in) and run as one `torch.baddbmm`; norms and activations act per
-member (members may differ in their activation: `Mixed`). Inputs and outputs carry the member first: (K, B, ...). A fused layer knows K; the
-models, factories and config files never do. `member_state_dict(k)` is member k's own
+member (members may differ in their activation: `Mixed`). Inputs and outputs carry the member
+first: (K, B, ...). A fused layer knows K; the models, factories and config files never do. `member_state_dict(k)` is member k's own
 state_dict, under the names of the unfused model.
 """
 
@@ -161,9 +161,11 @@ class Mixed(nn.Module):
         self.rows = [torch.tensor(rows) for rows in kinds.values()]
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.rows[0].device != x.device:  # moved once, not at every call
+            self.rows = [rows.to(x.device) for rows in self.rows]
         out = torch.empty_like(x)
         for f, rows in zip(self.functions, self.rows, strict=True):
-            out[rows.to(x.device)] = f(x[rows.to(x.device)])
+            out[rows] = f(x[rows])
         return out
 
     def member_state(self, k: int) -> dict[str, Tensor]:

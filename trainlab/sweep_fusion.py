@@ -21,7 +21,8 @@ from trainlab.fastconf import copy_config
 
 log = logging.getLogger("trainlab")
 SEED_KEYS = ("seed", "+seed", "++seed")
-VALUES = ("optimizer.lr", "init", "activation", "pair", "augmentation", "preprocess")  # fused.py
+VALUE_NODES = ("init", "activation", "pair", "augmentation", "preprocess")  # pair: act + init
+VALUES = ("optimizer.lr", *VALUE_NODES)  # may differ within a group (fused.why_not_fusable)
 _GROUP: ContextVar[list[DictConfig] | None] = ContextVar("trainlab_fused_group", default=None)
 TRAINED: set[Path] = set()  # job directories this process trained as members of a group
 
