@@ -91,6 +91,7 @@ def train_pending_group(threads: int | None) -> list[dict[str, Any]] | None:
                 [cfgs[i] for i in part],
                 [job_dir(sweep_configs[i]) for i in part],
                 [list(sweep_configs[i].hydra.overrides.task) for i in part],
+                validated=True,
             )
         except (FusionUnsupported, ConfigError) as err:  # each job records its own error
             log.debug("trained one by one, not fused: %s", err)
