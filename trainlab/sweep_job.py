@@ -2,17 +2,17 @@
 its four copies of the config less (issue 11).
 
 Hydra's `run_job` sets `HydraConfig` twice (each a copy of the whole `hydra` node: once to
-resolve the job's directory, once more after writing it into `hydra.runtime.output_dir`) and
-deep-copies the job's config for its task. Here `HydraConfig` is set once and the directory
-written into its copy as well (what the second `set_config` would copy), and the task's
-config is a pickled copy (trainlab.fastconf). Everything else is Hydra's, in Hydra's order:
+resolve the job's directory, once more after writing it into `hydra.runtime.output_dir`),
+deep-copies that node for the `JobReturn` and the job's config for its task. Here `HydraConfig`
+is set once and the directory written into its copy as well (what the second `set_config`
+would copy); that copy, which `HydraConfig` lets go of when the job ends, is the `JobReturn`'s;
+and the task's config is a pickled copy (trainlab.fastconf). Everything else is Hydra's, in Hydra's order:
 the same `JobReturn`, logging, `.hydra/` files (when `hydra.output_subdir` is set), working
 directory, environment and callbacks (tests/test_sweep_job.py compares it with Hydra's).
 """
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,7 @@ def run_job(task_function: TaskFunction, config: DictConfig, job_dir_key: str,
         with read_write(task_cfg), open_dict(task_cfg):
             del task_cfg["hydra"]
         ret.cfg = task_cfg
-        hydra_cfg = copy.deepcopy(hydra_node)
+        hydra_cfg = hydra_node  # this job's own copy (HydraConfig gets its old one back below)
         ret.hydra_cfg = hydra_cfg
         ret.overrides = OmegaConf.to_container(config.hydra.overrides.task)
         Path(output_dir).mkdir(parents=True, exist_ok=True)
@@ -92,5 +92,6 @@ def run_job(task_function: TaskFunction, config: DictConfig, job_dir_key: str,
         return ret
     finally:
         HydraConfig.instance().cfg = orig_hydra_cfg
+        hydra_node.hydra._set_parent(hydra_node)  # as in Hydra's copy: no path into the task's
         if _chdir:
             os.chdir(old_cwd)
