@@ -71,7 +71,7 @@ def job_dir(sweep_config: DictConfig) -> Path:
 def train_pending_group(threads: int | None) -> list[dict[str, Any]] | None:
     """Train the current job's group fused; None when there is none or it cannot be fused."""
     from trainlab.errors import ConfigError
-    from trainlab.fused import fusable_parts, train_fused, why_not_fusable
+    from trainlab.fused import fusable_parts, train_fused, why_not_fusable, why_not_worth_it
     from trainlab.fused_models import FusionUnsupported
 
     sweep_configs = _GROUP.get()
@@ -100,5 +100,6 @@ def train_pending_group(threads: int | None) -> list[dict[str, Any]] | None:
         if part[0] == 0:  # this job's group
             mine = fused
     if not parts:
-        log.debug("trained one by one, not fused: %s", why_not_fusable(cfgs))
+        why = why_not_fusable(cfgs) or why_not_worth_it(cfgs[0]) or "no two have the same layers"
+        log.debug("trained one by one, not fused: %s", why)
     return mine
