@@ -15,9 +15,9 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, open_dict, read_write
+from omegaconf import DictConfig
 
-from trainlab.fastconf import copy_config
+from trainlab.fastconf import without_hydra
 
 log = logging.getLogger("trainlab")
 SEED_KEYS = ("seed", "+seed", "++seed")
@@ -58,10 +58,7 @@ def fused_group(sweep_configs: list[DictConfig]) -> Iterator[None]:
 
 def task_config(sweep_config: DictConfig) -> DictConfig:
     """A job's config as its task receives it (Hydra's run_job drops the hydra node)."""
-    cfg = copy_config(sweep_config)
-    with read_write(cfg), open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    return without_hydra(sweep_config)
 
 
 def job_dir(sweep_config: DictConfig) -> Path:
