@@ -16,6 +16,12 @@ the median of the paired ratios and the load average (`uptime`) before and after
     python scripts/bench_fused.py --trainlab --k 8 --repeats 3 [-- trainer.epochs=3]
     python scripts/bench_fused.py [--k 8] [--steps 200] [--repeats 5] [--device cpu|cuda]
     python scripts/bench_fused.py --k 8 32 --device cuda --width 128   # the GPU figures
+    python scripts/bench_fused.py --model cnn --width 8 --depth 2 --k 4 8 24 --steps 20 --threads 1
+    python scripts/bench_fused.py --eval --batch-size 1024 --k 8 --threads 1 [--model cnn]
+
+`--model cnn`: trainlab's CNN on 1x28x28 inputs (why a sweep does not fuse CNNs on the CPU);
+`--eval`: evaluation only, K models one after another vs the fused model on K x batch rows
+(why a fused group evaluates each member in its own model).
 """
 
 from __future__ import annotations
@@ -32,14 +38,20 @@ import torch
 import torch.nn.functional as F
 
 from trainlab.fused_models import fuse
-from trainlab.models import MLP
+from trainlab.models import CNN, MLP
 
 
-def members(k: int, width: int, depth: int, device: str) -> list[MLP]:
+def members(k: int, width: int, depth: int, device: str, model: str = "mlp") -> list:
+    """K models of trainlab's MLP on digits-sized inputs, or its CNN on Fashion-MNIST-sized
+    ones (`depth` conv blocks per stage, 2 stages, `width` channels, a 32-unit head)."""
     models = []
     for seed in range(k):
         torch.manual_seed(seed)
-        models.append(MLP((1, 8, 8), 10, depth=depth, width=width).to(device))
+        if model == "cnn":
+            net = CNN((1, 28, 28), 10, width=width, stages=2, depth=depth, head_width=32)
+        else:
+            net = MLP((1, 8, 8), 10, depth=depth, width=width)
+        models.append(net.to(device))
     return models
 
 
@@ -85,6 +97,36 @@ def fused(models, x, y, steps: int, bs: int, device: str) -> float:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    sync(device)
+    return time.perf_counter() - start
+
+
+@torch.no_grad()
+def separate_eval(models, x, y, steps: int, bs: int, device: str) -> float:
+    """Each model over all of x in batches of `bs` (`steps` times), as a run evaluates."""
+    sync(device)
+    start = time.perf_counter()
+    for model in models:
+        model.eval()
+        for _ in range(steps):
+            for i in range(0, len(x), bs):
+                F.cross_entropy(model(x[i : i + bs]), y[i : i + bs], reduction="sum")
+    sync(device)
+    return time.perf_counter() - start
+
+
+@torch.no_grad()
+def fused_eval(models, x, y, steps: int, bs: int, device: str) -> float:
+    """The fused model over all of x in batches of `bs` examples for every member (K x bs
+    rows), as a fused group evaluated before (`steps` times)."""
+    model = fuse(models, [torch.Generator(device=device) for _ in models]).eval()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        for i in range(0, len(x), bs):
+            xb = x[i : i + bs].expand(model.k, *x[i : i + bs].shape)
+            logits = model(xb)
+            F.cross_entropy(logits.flatten(0, 1), y[i : i + bs].repeat(model.k), reduction="sum")
     sync(device)
     return time.perf_counter() - start
 
@@ -137,6 +179,13 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
+    parser.add_argument(
+        "--eval",
+        action="store_true",
+        help="evaluation (no grad) of --eval-examples, batches of --batch-size",
+    )
+    parser.add_argument("--eval-examples", type=int, default=4096)
     parser.add_argument("--trainlab", action="store_true", help="trainlab's own paths (Hydra)")
     parser.add_argument("overrides", nargs="*", help="config overrides (--trainlab), after --")
     args = parser.parse_args()
@@ -159,21 +208,26 @@ def main() -> None:
         print(load())
         return
     gen = torch.Generator().manual_seed(0)
-    x = torch.rand(1294, 1, 8, 8, generator=gen).to(args.device)
-    y = torch.randint(0, 10, (1294,), generator=gen).to(args.device)
-    print(f"device {args.device}, {torch.get_num_threads()} threads, MLP {args.depth}x{args.width}, "
-          f"batch {args.batch_size}, {args.steps} steps per member, {args.repeats} repeats")  # fmt: skip
+    shape, n = ((1, 28, 28), 2000) if args.model == "cnn" else ((1, 8, 8), 1294)
+    n = args.eval_examples if args.eval else n
+    x = torch.rand(n, *shape, generator=gen).to(args.device)
+    y = torch.randint(0, 10, (n,), generator=gen).to(args.device)
+    what = f"evaluation of {n} examples x {args.steps}" if args.eval else f"{args.steps} steps"
+    print(f"device {args.device}, {torch.get_num_threads()} threads, {args.model.upper()} "
+          f"{args.depth}x{args.width}, batch {args.batch_size}, {what} per member, "
+          f"{args.repeats} repeats")  # fmt: skip
+    one, many = (separate_eval, fused_eval) if args.eval else (separate, fused)
     for k in args.k:
 
         def variant(fn, k=k):
             def call(warm: bool) -> float:
-                models = members(k, args.width, args.depth, args.device)
-                steps = 5 if warm else args.steps
+                models = members(k, args.width, args.depth, args.device, args.model)
+                steps = (1 if warm else args.steps) if args.eval else 5 if warm else args.steps
                 return fn(models, x, y, steps, args.batch_size, args.device)
 
             return call
 
-        run = {"separate": variant(separate), "fused": variant(fused)}
+        run = {"separate": variant(one), "fused": variant(many)}
         report(k, *paired(run, args.repeats), args.repeats)
     print(load())
 

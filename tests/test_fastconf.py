@@ -7,10 +7,11 @@ import enum
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
 from trainlab.config import conf_dir
-from trainlab.fastconf import copy_config, to_yaml
+from trainlab.fastconf import copy_config, hydra_node, to_yaml, without_hydra
 from trainlab.schema import register_configs
 
 
@@ -63,3 +64,37 @@ def test_copy_is_a_deep_copy(composed):
         copied.nosuchkey = 1  # struct, as the original
     unpicklable = OmegaConf.create({"f": lambda: 0}, flags={"allow_objects": True})
     assert copy_config(unpicklable).f is unpicklable.f  # deep-copied: a function is shared
+
+
+def _nodes(node, path=""):
+    """Every node's path, type, metadata and flags; each child's parent is its container."""
+    md = node._metadata
+    out = [(path, type(node).__name__, md.ref_type, md.object_type, md.key, md.flags)]
+    if isinstance(node, (DictConfig, ListConfig)) and not node._is_none():
+        items = node._content.items() if isinstance(node, DictConfig) else enumerate(node._content)
+        for key, child in items:
+            assert child._get_parent() is node or path == "" and key == "hydra"
+            out += _nodes(child, f"{path}.{key}")
+    return out
+
+
+def test_hydra_node_is_set_configs_copy(composed):
+    theirs, ours = copy.deepcopy(composed), copy.deepcopy(composed)
+    HydraConfig.instance().set_config(theirs)
+    expected = HydraConfig.instance().cfg
+    got = hydra_node(ours)
+    assert OmegaConf.to_yaml(got) == OmegaConf.to_yaml(expected)
+    assert _nodes(got) == _nodes(expected)
+    assert got.hydra._get_parent() is ours and expected.hydra._get_parent() is theirs
+    assert _nodes(ours) == _nodes(theirs)  # the config itself: its hydra node made read-only
+
+
+def test_without_hydra_is_a_copy_less_the_node(composed):
+    expected = copy.deepcopy(composed)
+    with read_write(expected), open_dict(expected):
+        del expected["hydra"]
+    before, keys = _nodes(composed), list(composed)
+    got = without_hydra(composed)
+    assert OmegaConf.to_yaml(got) == OmegaConf.to_yaml(expected)
+    assert _nodes(got) == _nodes(expected)
+    assert _nodes(composed) == before and list(composed) == keys  # the config left as it was

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from trainlab.config import compose
-from trainlab.fused import fusable_parts, seed_only, train_fused, why_not_fusable
+from trainlab.fused import (
+    fusable_parts,
+    seed_only,
+    train_fused,
+    why_not_fusable,
+    why_not_worth_it,
+)
 from trainlab.fused_models import FusionUnsupported, fuse
 from trainlab.train import prepare, train
 
@@ -194,6 +200,10 @@ def test_fusable_parts_split_by_the_layers_shapes():
         fuse([prepare(c)[3] for c in (cfgs[0], cfgs[3])], [torch.Generator()] * 2)
     depth = [compose([*QUIET, "seed=0"]), compose([*QUIET, "seed=1", "model.depth=5"])]
     assert "differ" in why_not_fusable(depth) and fusable_parts(depth) == []
+    cnn = [compose([*QUIET, "model=cnn", "model.width=4", "device=cpu", f"seed={s}"])
+           for s in (0, 1)]  # fmt: skip
+    assert why_not_fusable(cnn) is None and fusable_parts(cnn) == []  # slower fused on the CPU
+    assert "CNN on the CPU" in why_not_worth_it(cnn[0])
 
 
 def test_members_differing_in_augmentation_draw_their_separate_runs_augmentations(tmp_path):

@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 from tensorboard.plugins.custom_scalar import layout_pb2
 
-from trainlab import tb
+from trainlab import event_records, tb
 from trainlab.config import compose
 from trainlab.diagnostics import SCALAR_METRICS
 from trainlab.train import train
@@ -152,4 +152,4 @@ def test_a_runs_events_are_written_in_its_own_thread(tmp_path):
     writer.close()
     assert sorted(events(tmp_path).Tags()["scalars"]) == ["a", "b", "c"]  # checksums verified
     for data in (b"", b"abc", bytes(range(256)) * 5):  # tensorboard's own checksum
-        assert tb.masked_crc32c(data) == struct.pack("<I", masked_crc32c(data))
+        assert event_records.masked_crc32c(data) == struct.pack("<I", masked_crc32c(data))

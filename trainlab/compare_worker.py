@@ -1,9 +1,9 @@
 """The end-of-sweep compare, made ready while the sweep's jobs train.
 
 A training sweep starts this module as a second process (`python -m trainlab.compare_worker`)
-when it starts: it imports what compare needs (matplotlib, tensorboard's event writer, jinja2) and
-draws one throw-away figure (fonts, the log axis's tick labels) on a core the jobs leave free,
-then waits. When every job has returned, the sweep sends it the sweep directory; it runs
+when it starts: it imports what compare needs (matplotlib, tensorboard's event writer, jinja2),
+compiles the report's template and draws one throw-away figure (fonts, the log axis's tick
+labels) on a core the jobs leave free, then waits. When every job has returned, the sweep sends it the sweep directory; it runs
 `trainlab compare` on it, printing to the sweep's own stdout and stderr, and exits with
 compare's code (compare.run_compare). Where it cannot be used (not started, gone, stdout not
 a real file), the sweep compares in its own process, as `trainlab compare` would.
@@ -77,11 +77,13 @@ def main() -> int:
     threading.Thread(target=listen, args=(request,), daemon=True).start()
     try:
         from trainlab.compare import run_compare
+        from trainlab.report.html import environment
         from trainlab.report.plots import warm_up
         from trainlab.report.tensorboard import import_writer
 
         warm_up()
         import_writer()
+        environment().get_template("report.html.j2")
     except Exception:  # not ready: the sweep compares in its own process (and shows why)
         return BROKEN
     sweep_dir = request.get()

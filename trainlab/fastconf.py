@@ -57,3 +57,35 @@ def to_yaml(node: Any) -> str:
     return yaml.dump(
         container, Dumper=_DUMPER, default_flow_style=False, allow_unicode=True, sort_keys=False
     )
+
+
+def without_hydra(config: DictConfig) -> DictConfig:
+    """A copy of a job's config less its `hydra` node, what Hydra's `run_job` gives the task
+    (a deep copy of the whole, then the node deleted): the rest copied by one pickle round
+    trip, the node (half of a composed config's nodes) never copied."""
+    content = config.__dict__["_content"]
+    if not isinstance(content, dict) or "hydra" not in content:
+        return copy_config(config)
+    config.__dict__["_content"] = {k: v for k, v in content.items() if k != "hydra"}
+    try:
+        return copy_config(config)
+    finally:
+        config.__dict__["_content"] = content
+
+
+def hydra_node(config: DictConfig) -> DictConfig:
+    """`HydraConfig.set_config(config)`'s copy of the `hydra` node: a root holding only it,
+    read-only and parented to `config` (its values may interpolate the task's); copied by one
+    pickle round trip, where `OmegaConf.masked_copy` deep-copies it node by node."""
+    OmegaConf.set_readonly(config.hydra, True)
+    node = config._get_node("hydra")
+    node._set_parent(None)  # pickled alone, not with the config above it
+    try:
+        copied = copy_config(node)
+    finally:
+        node._set_parent(config)
+    root = DictConfig({}, flags={"no_deepcopy_set_nodes": True})  # takes the copy as it is
+    root["hydra"] = copied
+    root._set_flag("no_deepcopy_set_nodes", None)
+    copied._set_parent(config)
+    return root

@@ -54,7 +54,7 @@ from trainlab.fused_models import FusionUnsupported, fuse
 from trainlab.fused_records import Group, Member, end_epoch, evaluate, finish, log_window
 from trainlab.io import write_json
 from trainlab.loop import LOG_EVERY
-from trainlab.start import prepare
+from trainlab.start import prepare, resolve_device
 from trainlab.sweep_fusion import VALUE_NODES, VALUES
 from trainlab.validate import validate
 
@@ -100,26 +100,60 @@ def fusable_parts(cfgs: list[DictConfig]) -> list[list[int]]:
     """The configs that can train together, as lists of indices (each of at least 2): those
     whose models have the same layers with parameters, of the same shapes (an activation with
     parameters, PReLU, or one that widens the layer in front, maxout, trains with its own
-    kind), when why_not_fusable allows them all; else each group equal but for the seed."""
+    kind), when why_not_fusable allows them all; else each group equal but for the seed.
+    None for a CNN on the CPU: there a grouped convolution of K members trained 1.15-1.4x and
+    evaluated 2.2-2.6x slower than K separate models (K = 4, 24: `python
+    scripts/bench_fused.py --model cnn`); it fuses on a GPU. A config is validated once per
+    value of all but its seed (validate does not read it) and its model built once per value
+    of all but its seed and lr (neither shapes a layer)."""
+    if cfgs and why_not_worth_it(cfgs[0]):
+        return []
     if why_not_fusable(cfgs) is not None:
         return seed_only(cfgs)
     parts: dict[tuple, list[int]] = {}
+    valid: dict[str, bool] = {}  # by the config but its seed
+    shapes: dict[str, tuple | None] = {}  # by the config but its seed and lr
     for i, cfg in enumerate(cfgs):
-        try:
-            validate(cfg)
-            layers = _layers(cfg)
-        except Exception:  # noqa: BLE001 - trained alone, it records its own error
-            continue
-        parts.setdefault(layers, []).append(i)
+        plain = _plain(cfg, "seed")
+        key = repr(plain)
+        if key not in valid:
+            valid[key] = _valid(cfg)
+        plain.get("optimizer", {}).pop("lr", None)
+        shape_key = repr(plain)
+        if valid[key] and shape_key not in shapes:
+            shapes[shape_key] = _layers(cfg)
+        if valid[key] and shapes[shape_key] is not None:
+            parts.setdefault(shapes[shape_key], []).append(i)
     return [p for p in parts.values() if len(p) > 1]
 
 
-def _layers(cfg: DictConfig) -> tuple:
-    """(name, type, parameter shapes) of every module of the config's model that holds state."""
+def why_not_worth_it(cfg: DictConfig) -> str | None:
+    """Why a sweep does not fuse jobs that could fuse (fusable_parts), or None."""
+    if (
+        str(cfg.model.get("_target_", "")).endswith(".CNN")
+        and resolve_device(cfg.device).type == "cpu"
+    ):
+        return "a CNN on the CPU (grouped convolutions run slower there than separate models)"
+    return None
+
+
+def _valid(cfg: DictConfig) -> bool:
+    try:
+        return validate(cfg) is None
+    except Exception:  # noqa: BLE001 - trained alone, it records its own error
+        return False
+
+
+def _layers(cfg: DictConfig) -> tuple | None:
+    """(name, type, parameter shapes) of every module of the config's model that holds state;
+    None when it cannot be built (trained alone, it records why)."""
     from trainlab.data import load_data
 
-    data = load_data(cfg.data)  # cached per process
-    model = build.build_model(cfg, data.in_shape, data.num_classes)
+    try:
+        data = load_data(cfg.data)  # cached per process
+        model = build.build_model(cfg, data.in_shape, data.num_classes)
+    except Exception:  # noqa: BLE001
+        return None
     return tuple(
         (name, type(m).__name__, tuple(tuple(p.shape) for p in m.parameters(recurse=False)))
         for name, m in model.named_modules()
@@ -143,22 +177,23 @@ def _plain(cfg: DictConfig, *without: str) -> dict:
     return plain
 
 
-def train_fused(
-    cfgs: list[DictConfig], run_dirs: list[str | Path], overrides: list[list[str]] | None = None
-) -> list[dict[str, Any]]:
+def train_fused(cfgs: list[DictConfig], run_dirs: list[str | Path],
+                overrides: list[list[str]] | None = None,
+                validated: bool = False) -> list[dict[str, Any]]:  # fmt: skip
     """Train the K configs as one fused model; one summary per member, as `train` returns.
+    `validated`: the caller has validated every config (a part of fusable_parts).
 
     Raises FusionUnsupported, having written nothing, when they have no fused form.
     """
     reason = why_not_fusable(cfgs)
     if reason is not None:
         raise FusionUnsupported(reason)
-    validated: list[dict] = []
-    for cfg in cfgs:  # the seed is not validated: each config that differs in more, once
+    checked: list[dict] = []
+    for cfg in cfgs if not validated else []:  # not the seed: each that differs in more, once
         plain = _plain(cfg, "seed")
-        if plain not in validated:
+        if plain not in checked:
             validate(cfg)
-            validated.append(plain)
+            checked.append(plain)
     top = max(c.optimizer.lr for c in cfgs)  # the group steps at the largest lr (_step_scaled)
     members = [
         Member(c, Path(d), runs.running_summary(c), lr_scale=c.optimizer.lr / top, overrides=o)

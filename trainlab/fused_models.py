@@ -158,11 +158,11 @@ class Mixed(nn.Module):
         for k, m in enumerate(modules):
             kinds.setdefault(repr(m), []).append(k)
         self.functions = nn.ModuleList(modules[rows[0]] for rows in kinds.values())
-        self.rows = [torch.tensor(rows) for rows in kinds.values()]
+        self.rows = [_rows(rows) for rows in kinds.values()]
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.rows[0].device != x.device:  # moved once, not at every call
-            self.rows = [rows.to(x.device) for rows in self.rows]
+        if any(isinstance(r, Tensor) and r.device != x.device for r in self.rows):
+            self.rows = [r.to(x.device) if isinstance(r, Tensor) else r for r in self.rows]
         out = torch.empty_like(x)
         for f, rows in zip(self.functions, self.rows, strict=True):
             out[rows] = f(x[rows])
@@ -170,6 +170,13 @@ class Mixed(nn.Module):
 
     def member_state(self, k: int) -> dict[str, Tensor]:
         return {}
+
+
+def _rows(rows: list[int]) -> slice | Tensor:
+    """Consecutive members as a slice (a view, no gather or scatter copy), others as indices."""
+    if rows == list(range(rows[0], rows[-1] + 1)):
+        return slice(rows[0], rows[-1] + 1)
+    return torch.tensor(rows)
 
 
 def _stateful(m: nn.Module) -> bool:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor
 
-from trainlab import bn_modes, ensembles, initializers, stats, target, terminal
+from trainlab import bn_modes, ensembles, initializers, start, stats, target, terminal
 from trainlab.data import Splits
 from trainlab.fused_models import FusedModel
 from trainlab.loop import log_curve
@@ -105,6 +105,24 @@ def evaluate(
     return (sums / len(x)).tolist()
 
 
+def member_metrics(g: Group, *splits: tuple[Tensor, Tensor]) -> list[list[tuple[float, float]]]:
+    """Per member, (mean loss, accuracy) on each split, NaN for one that diverged: each
+    member's weights in its own model (left there), evaluated as its separate run evaluates
+    (start.evaluate), so the numbers are those that run computes from those weights. Not the
+    fused model: its batches of K x eval_batch_size rows leave the caches; it evaluated
+    1.1-2.6x slower than K separate models here (MLPs and the CNN, K 4-50: `python
+    scripts/bench_fused.py --eval`)."""
+    out = []
+    for i, m in enumerate(g.members):
+        if not m.alive:
+            out.append([(math.nan, math.nan)] * len(splits))
+            continue
+        m.model.load_state_dict(g.model.member_state_dict(i))
+        bs = m.cfg.trainer.eval_batch_size
+        out.append([start.evaluate(m.model, m.preprocess, x, y, bs) for x, y in splits])
+    return out
+
+
 def keep_statistics(m: Member) -> None:
     """Summary metrics and diagnostics from the member's captures, as its run keeps them."""
     m.summary["diagnostics"] = list(m.set_up_diagnostics)
@@ -149,8 +167,7 @@ def log_window(g: Group) -> None:
 def end_epoch(g: Group) -> None:
     """Validation and each member's epoch record; a member whose loss is non-finite diverged
     (where its own run's checkpoint would stop it)."""
-    val = evaluate(g.model, g.preprocessings(), g.data.val_x, g.data.val_y,
-                   g.members[0].cfg.trainer.eval_batch_size)  # fmt: skip
+    val = [m[0] for m in member_metrics(g, (g.data.val_x, g.data.val_y))]
     g.tally.sync()
     sums = g.tally.epoch
     ends = [e[0] + w[0] for e, w in zip(g.tally.epoch, g.tally.window, strict=True)]
@@ -175,15 +192,14 @@ def end_epoch(g: Group) -> None:
 
 def finish(g: Group) -> None:
     """Train and test metrics, each member's own model, predictions and summary."""
-    members, model, preprocess, data = g.members, g.model, g.preprocessings(), g.data
+    members, data = g.members, g.data
     eval_bs = members[0].cfg.trainer.eval_batch_size
-    train_m = evaluate(model, preprocess, data.train_x, data.train_y, eval_bs)
-    test_m = evaluate(model, preprocess, data.test_x, data.test_y, eval_bs)
+    metrics = member_metrics(g, (data.train_x, data.train_y), (data.test_x, data.test_y))
+    train_m, test_m = [m[0] for m in metrics], [m[1] for m in metrics]
     step, wall = g.step, g.elapsed()
     for i, m in enumerate(members):
         if not m.alive:
             continue
-        m.model.load_state_dict(model.member_state_dict(i))
         if m.cfg.trainer.predictions:  # the member's own model, as its separate run saves it
             ensembles.save_predictions(m.run_dir, m.model, m.preprocess, data, eval_bs)
         m.writer.add_scalar("test/acc", test_m[i][1], step)

@@ -15,9 +15,9 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, open_dict, read_write
+from omegaconf import DictConfig
 
-from trainlab.fastconf import copy_config
+from trainlab.fastconf import without_hydra
 
 log = logging.getLogger("trainlab")
 SEED_KEYS = ("seed", "+seed", "++seed")
@@ -82,10 +82,7 @@ def fused_group(sweep_configs: list[DictConfig]) -> Iterator[None]:
 
 def task_config(sweep_config: DictConfig) -> DictConfig:
     """A job's config as its task receives it (Hydra's run_job drops the hydra node)."""
-    cfg = copy_config(sweep_config)
-    with read_write(cfg), open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    return without_hydra(sweep_config)
 
 
 def job_dir(sweep_config: DictConfig) -> Path:
@@ -95,7 +92,7 @@ def job_dir(sweep_config: DictConfig) -> Path:
 def train_pending_group(threads: int | None) -> list[dict[str, Any]] | None:
     """Train the current job's group fused; None when there is none or it cannot be fused."""
     from trainlab.errors import ConfigError
-    from trainlab.fused import fusable_parts, train_fused, why_not_fusable
+    from trainlab.fused import fusable_parts, train_fused, why_not_fusable, why_not_worth_it
     from trainlab.fused_models import FusionUnsupported
 
     sweep_configs = _GROUP.get()
@@ -115,6 +112,7 @@ def train_pending_group(threads: int | None) -> list[dict[str, Any]] | None:
                 [cfgs[i] for i in part],
                 [job_dir(sweep_configs[i]) for i in part],
                 [list(sweep_configs[i].hydra.overrides.task) for i in part],
+                validated=True,
             )
         except (FusionUnsupported, ConfigError) as err:  # each job records its own error
             log.debug("trained one by one, not fused: %s", err)
@@ -123,5 +121,6 @@ def train_pending_group(threads: int | None) -> list[dict[str, Any]] | None:
         if part[0] == 0:  # this job's group
             mine = fused
     if not parts:
-        log.debug("trained one by one, not fused: %s", why_not_fusable(cfgs))
+        why = why_not_fusable(cfgs) or why_not_worth_it(cfgs[0]) or "no two have the same layers"
+        log.debug("trained one by one, not fused: %s", why)
     return mine

@@ -2,17 +2,18 @@
 its four copies of the config less (issue 11).
 
 Hydra's `run_job` sets `HydraConfig` twice (each a copy of the whole `hydra` node: once to
-resolve the job's directory, once more after writing it into `hydra.runtime.output_dir`) and
-deep-copies the job's config for its task. Here `HydraConfig` is set once and the directory
-written into its copy as well (what the second `set_config` would copy), and the task's
-config is a pickled copy (trainlab.fastconf). Everything else is Hydra's, in Hydra's order:
+resolve the job's directory, once more after writing it into `hydra.runtime.output_dir`),
+deep-copies that node for the `JobReturn` and the job's config for its task. Here `HydraConfig`
+is set once, to the same copy made by pickling (trainlab.fastconf.hydra_node), and the
+directory written into it as well (what the second `set_config` would copy); that copy, which
+`HydraConfig` lets go of when the job ends, is the `JobReturn`'s; and the task's config is a
+pickled copy of the config less its `hydra` node (fastconf.without_hydra). Everything else is Hydra's, in Hydra's order:
 the same `JobReturn`, logging, `.hydra/` files (when `hydra.output_subdir` is set), working
 directory, environment and callbacks (tests/test_sweep_job.py compares it with Hydra's).
 """
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from hydra.core.utils import run_job as hydra_run_job
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from trainlab.fastconf import copy_config
+from trainlab.fastconf import hydra_node, without_hydra
 
 
 def run_job(task_function: TaskFunction, config: DictConfig, job_dir_key: str,
@@ -46,22 +47,20 @@ def run_job(task_function: TaskFunction, config: DictConfig, job_dir_key: str,
     callbacks = hydra_context.callbacks
     old_cwd = os.getcwd()
     orig_hydra_cfg = HydraConfig.instance().cfg
-    HydraConfig.instance().set_config(config)  # the job's directory may read ${hydra:...}
+    HydraConfig.instance().cfg = hydra_node(config)  # the job's directory may read ${hydra:...}
     output_dir = str(OmegaConf.select(config, job_dir_key))
     if job_subdir_key is not None:
         output_dir = os.path.join(output_dir, str(OmegaConf.select(config, job_subdir_key)))
-    hydra_node: Any = HydraConfig.instance().cfg
-    for runtime in (config.hydra.runtime, hydra_node.hydra.runtime):
+    node: Any = HydraConfig.instance().cfg
+    for runtime in (config.hydra.runtime, node.hydra.runtime):
         with read_write(runtime), open_dict(runtime):
             runtime.output_dir = os.path.abspath(output_dir)
     _chdir = None
     try:
         ret = JobReturn()
-        task_cfg = copy_config(config)
-        with read_write(task_cfg), open_dict(task_cfg):
-            del task_cfg["hydra"]
+        task_cfg = without_hydra(config)
         ret.cfg = task_cfg
-        hydra_cfg = copy.deepcopy(hydra_node)
+        hydra_cfg = node  # this job's own copy (HydraConfig gets its old one back below)
         ret.hydra_cfg = hydra_cfg
         ret.overrides = OmegaConf.to_container(config.hydra.overrides.task)
         Path(output_dir).mkdir(parents=True, exist_ok=True)
@@ -92,5 +91,6 @@ def run_job(task_function: TaskFunction, config: DictConfig, job_dir_key: str,
         return ret
     finally:
         HydraConfig.instance().cfg = orig_hydra_cfg
+        node.hydra._set_parent(node)  # as in Hydra's copy: no path into the task's
         if _chdir:
             os.chdir(old_cwd)

@@ -9,6 +9,7 @@ trainlab/report/templates/report.html.j2 (shipped in the wheel); written atomica
 from __future__ import annotations
 
 import base64
+import functools
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -45,8 +46,11 @@ METHODS = {
 PROBLEM_KINDS = ("diverged", "failed", "killed", "interrupted", "never started", "missing")
 
 
+@functools.cache
 def environment():
-    """Jinja2 with HTML autoescaping, the templates from the package (a wheel too)."""
+    """Jinja2 with HTML autoescaping, the templates from the package (a wheel too); one per
+    process, which keeps each template compiled (trainlab.compare_worker compiles the report's
+    while a sweep trains)."""
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
     return Environment(

@@ -62,11 +62,18 @@ def import_writer():
     return EventFileWriter
 
 
+def open_events(run_dir: Path):
+    """An event file writer whose records the calling thread writes (no writer thread taking
+    the GIL for each of the thousands of scalars a many-group compare writes)."""
+    from trainlab.event_records import write_inline
+
+    return write_inline(import_writer()(str(run_dir)))
+
+
 def _write_runs(result: Comparison, root: Path) -> list[Path]:
     from tensorboard.compat.proto.event_pb2 import Event
     from tensorboard.compat.proto.summary_pb2 import Summary
 
-    EventFileWriter = import_writer()  # noqa: N806
     written = []
     for g in result.groups:
         curves = mean_curves(g)
@@ -74,7 +81,7 @@ def _write_runs(result: Comparison, root: Path) -> list[Path]:
             continue
         run_dir = root / safe_name(g.label)
         run_dir.mkdir(parents=True, exist_ok=True)
-        writer = EventFileWriter(str(run_dir))
+        writer = open_events(run_dir)
         writer.add_event(Event(wall_time=time.time(), summary=margin_summary()))
         for key, points in curves.items():
             lo, hi = BOUNDS.get(key, (0.0, math.inf))
