@@ -23,7 +23,7 @@ import sys
 from trainlab.cli import main
 try:
     main(["train", "-m", "seed=0,1", "trainer.max_steps=2", "trainer.progress=never",
-          "stats.enabled=false", "threads=1", "hydra.sweep.dir=sweep"])
+          "stats.enabled=false", "threads=1", "hydra.launcher.n_jobs=1", "hydra.sweep.dir=sweep"])
 finally:
     print("SWEEP PROCESS", sorted(m for m in ("matplotlib", "jinja2") if m in sys.modules))
 """

@@ -11,7 +11,12 @@ import pytest
 
 from trainlab.sweep_fusion import seed_groups
 
-TINY = ["trainer.epochs=1", "model.width=16", "threads=1"]  # statistics on, as by default
+TINY = [
+    "trainer.epochs=1",
+    "model.width=16",
+    "threads=1",  # statistics on, as by default
+    "hydra.launcher.n_jobs=1",
+]  # one process: a group is never split between workers
 
 
 def sweep(tmp_path: Path, *args: str, activations: str = "relu,tanh") -> list[dict]:

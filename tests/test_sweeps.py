@@ -65,7 +65,10 @@ def _kill_group(pgid: int) -> None:
 def sweep(
     tmp: Path, *overrides: str, timeout: float = 240
 ) -> tuple[Path, subprocess.CompletedProcess]:
+    """The default launcher in one process (worker processes: tests/test_parallel_sweep.py)."""
     sweep_dir = tmp / "sweep"
+    if not any(o.startswith("hydra/launcher=") for o in overrides):
+        overrides = (*overrides, "hydra.launcher.n_jobs=1")
     proc = trainlab(["train", "-m", *overrides, f"hydra.sweep.dir={sweep_dir}"], tmp, timeout)
     return sweep_dir, proc
 

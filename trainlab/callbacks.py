@@ -74,6 +74,11 @@ class CompareOnMultirunEnd(Callback):
     # for the worker (a pool of workers or a cluster: compare runs in the sweep's process)
     IN_PROCESS = ("FusedLauncher", "BasicLauncher")
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Sent to a sweep's worker processes (trainlab.sweep_pool) without the compare
+        worker, which only the sweep's own process talks to."""
+        return {k: v for k, v in self.__dict__.items() if k != "worker"}
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from trainlab import compare_worker
 

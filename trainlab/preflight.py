@@ -100,6 +100,10 @@ def _one_line_errors(check, cfg: DictConfig) -> None:
 
 def _check_launch(hydra: DictConfig, multirun: bool) -> None:
     n_jobs = hydra.launcher.get("n_jobs")
+    if str(hydra.launcher.get("_target_", "")).endswith(".FusedLauncher"):
+        from trainlab.sweep_pool import resolve_n_jobs
+
+        resolve_n_jobs(n_jobs, None)  # auto, -1 or >= 1
     if n_jobs is not None and n_jobs == 0:
         raise ConfigError(
             "hydra.launcher.n_jobs=0 is not allowed: an integer >= 1 (parallel jobs), "

@@ -76,7 +76,10 @@ class ConsoleHandler(logging.StreamHandler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            tqdm.write(tag(self.format(record)), file=self.stream)
+            if parallel():  # no bar to redraw; one write per line: processes share the stream
+                self.stream.write(tag(self.format(record)) + "\n")
+            else:
+                tqdm.write(self.format(record), file=self.stream)
             self.flush()
         except RecursionError:
             raise
@@ -160,7 +163,8 @@ def result_line(config: Any, job_return: Any, seconds: float) -> str:
     name = str(config.hydra.sweep.subdir)  # the job's directory: its overrides and seed
     done = count_finished(Path(str(config.hydra.sweep.dir)), name)
     head, tail = f"[{done}/{sweep_total(config)}] ", " | " + " | ".join(parts)
-    return head + short_name(name, LINE - len(head) - len(tail)) + tail
+    room = LINE - len(job_tag()) - len(head) - len(tail)  # a parallel job's tag: `[job 3] `
+    return head + short_name(name, room) + tail
 
 
 LINE = 100 - len("[12:00:00][trainlab] ")  # a job's line, its logging prefix included

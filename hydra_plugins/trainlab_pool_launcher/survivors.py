@@ -28,7 +28,7 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 from omegaconf import DictConfig, OmegaConf, read_write
 
-from hydra_plugins.trainlab_pool_launcher.pool_launcher import nan_return, no_result
+from trainlab.sweep_pool import nan_return, no_result
 
 log = logging.getLogger(__name__)
 HERE = "hydra_plugins.trainlab_pool_launcher.survivors"
