@@ -200,10 +200,12 @@ def test_fusable_parts_split_by_the_layers_shapes():
         fuse([prepare(c)[3] for c in (cfgs[0], cfgs[3])], [torch.Generator()] * 2)
     depth = [compose([*QUIET, "seed=0"]), compose([*QUIET, "seed=1", "model.depth=5"])]
     assert "differ" in why_not_fusable(depth) and fusable_parts(depth) == []
-    cnn = [compose([*QUIET, "model=cnn", "model.width=4", "device=cpu", f"seed={s}"])
-           for s in (0, 1)]  # fmt: skip
+    cnn = ["model=cnn", "model.width=4", "device=cpu", "data=fashion_mnist", "data.subset=64"]
+    cnn = [compose([*QUIET, *cnn, f"seed={s}"]) for s in (0, 1)]  # 4 x 28 x 28 values: alone
     assert why_not_fusable(cnn) is None and fusable_parts(cnn) == []  # slower fused on the CPU
-    assert "CNN on the CPU" in why_not_worth_it(cnn[0])
+    assert "4x28x28 values" in why_not_worth_it(cnn[0])
+    small = [compose([*QUIET, "model=cnn", "model.width=4", f"seed={s}"]) for s in (0, 1)]
+    assert fusable_parts(small) == [[0, 1]]  # 4 x 8 x 8 digits: faster fused
 
 
 def test_members_differing_in_augmentation_draw_their_separate_runs_augmentations(tmp_path):

@@ -101,11 +101,12 @@ def fusable_parts(cfgs: list[DictConfig]) -> list[list[int]]:
     whose models have the same layers with parameters, of the same shapes (an activation with
     parameters, PReLU, or one that widens the layer in front, maxout, trains with its own
     kind), when why_not_fusable allows them all; else each group equal but for the seed.
-    None for a CNN on the CPU: there a grouped convolution of K members trained 1.15-1.4x and
-    evaluated 2.2-2.6x slower than K separate models (K = 4, 24: `python
-    scripts/bench_fused.py --model cnn`); it fuses on a GPU. A config is validated once per
-    value of all but its seed (validate does not read it) and its model built once per value
-    of all but its seed and lr (neither shapes a layer)."""
+    None for a CNN on the CPU whose first conv layer gives more than CPU_CONV_LIMIT values per
+    example: there a grouped convolution of K such members trained 1.15-1.5x and evaluated
+    2.2-2.6x slower than K separate models (`python scripts/bench_fused.py --model cnn`); it
+    fuses on a GPU, and small images fuse on the CPU too (8x8 digits: 1.2-2.9x faster). A
+    config is validated once per value of all but its seed (validate does not read it) and its
+    model built once per value of all but its seed and lr (neither shapes a layer)."""
     if cfgs and why_not_worth_it(cfgs[0]):
         return []
     if why_not_fusable(cfgs) is not None:
@@ -127,13 +128,25 @@ def fusable_parts(cfgs: list[DictConfig]) -> list[list[int]]:
     return [p for p in parts.values() if len(p) > 1]
 
 
+CPU_CONV_LIMIT = 2048  # values per example out of a CNN's first conv layer: fused above it on
+# the CPU, a grouped convolution trained 0.65-0.87x as fast as separate models (28x28 x 8 or
+# 4 x 2 blocks, 16x16 x 8-16); at or below it 1.1-2.9x as fast (8x8 x 16-32, 28x28 x 2)
+
+
 def why_not_worth_it(cfg: DictConfig) -> str | None:
     """Why a sweep does not fuse jobs that could fuse (fusable_parts), or None."""
-    if (
-        str(cfg.model.get("_target_", "")).endswith(".CNN")
-        and resolve_device(cfg.device).type == "cpu"
-    ):
-        return "a CNN on the CPU (grouped convolutions run slower there than separate models)"
+    from trainlab.data import load_data
+
+    if not str(cfg.model.get("_target_", "")).endswith(".CNN"):
+        return None
+    if resolve_device(cfg.device).type != "cpu":
+        return None
+    _, height, width = load_data(cfg.data).in_shape  # cached per process
+    if cfg.model.width * height * width > CPU_CONV_LIMIT:
+        return (
+            f"a CNN on the CPU whose first conv layer gives {cfg.model.width}x{height}x{width}"
+            f" values per example (> {CPU_CONV_LIMIT}: slower fused than separate there)"
+        )
     return None
 
 
