@@ -46,8 +46,10 @@ def test_derived_config_equals_a_full_composition(cache, overrides, kind):
     _yaml(BASE)  # composed and kept
     try:
         derived = _yaml(overrides)
+        again = _yaml(overrides)  # the same command line again: neither parsed nor searched
     except Exception as err:  # noqa: BLE001 - the same error from a full composition
-        derived = type(err)
+        derived = again = type(err)
+    assert again == derived and len(compose_cache._again) == (1 if again is derived else 2)
     assert sum(len(v) for v in cache.values()) == (2 if kind in NOT_DERIVABLE else 1)
     compose_cache.uninstall()
     try:

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,27 @@ def test_a_killed_worker_loses_only_its_unit(tmp_path: Path):
     assert len(done) == 2 and len({name.split("/")[0] for name in done}) == 1, statuses
     assert victim.parent.name not in {name.split("/")[0] for name in done}  # the other unit
     assert "killed: its summary says running" in (sweep_dir / "comparison.md").read_text()
+
+
+@pytest.mark.slow  # ~40 s: a sweep stopped, then resumed
+def test_sigterm_stops_every_worker_at_a_checkpoint_and_the_sweep_resumes(tmp_path: Path):
+    sweep_dir = tmp_path / "sweep"
+    args = ["train", "-m", *TINY, "trainer.epochs=100", "model.width=8,16", "seed=0,1",
+            "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "trainlab", *args], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while len({job.parent for job in sweep_dir.glob("*/seed=*") if (job / "checkpoint.pt").exists()
+               and summary(job)["status"] == "running"}) < 2:  # fmt: skip
+        assert time.monotonic() < deadline, "the two units did not both start"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)  # the sweep's process only: it passes the signal on
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert err.count("sweep interrupted by SIGTERM") == 1 and "Traceback" not in err
+    statuses = [summary(job)["status"] for job in sweep_dir.glob("*/seed=*")]
+    assert statuses == ["interrupted"] * 4  # both units, every member checkpointed
+    again = trainlab(args, tmp_path, 300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resumed from" in again.stdout
+    assert [summary(job)["status"] for job in job_dirs(sweep_dir).values()] == ["completed"] * 4

@@ -15,6 +15,10 @@ rebuilt as Hydra builds them. A scalar override cannot change the defaults list 
 defaults may interpolate only other groups' choices), and it sets its key the same way in
 either order, so the result is the composition's.
 
+A command line asked for again as it was (the sweeper's `validate_batch_is_legal`
+composes every job, then the launcher does) is derived as it was the first time, without
+parsing its overrides or searching the compositions again.
+
 Compositions are kept pickled (Hydra's own joblib and submitit launchers pickle job configs),
 so a copy is `pickle.loads` (~2 ms) instead of `copy.deepcopy` (~14 ms). Anything else, and
 any error, goes to Hydra's own `load_configuration` (same messages). The compositions that
@@ -62,6 +66,8 @@ class _Composed:
 
 
 _memo: dict[tuple, list[_Composed]] = {}
+_Again = tuple[_Composed, list[Override], list[Override]]  # (composition, parsed, changed)
+_again: dict[tuple, _Again] = {}  # by the command line, as asked (_again_key)
 _files: dict[tuple, bytes] = {}  # (search path, config path) -> pickled ConfigResult
 _original = ConfigLoaderImpl.load_configuration
 _original_load_file = CachingConfigRepository.load_config
@@ -71,6 +77,7 @@ def install() -> None:
     """Wrap Hydra's config loader, with an empty memo: one command line's compositions, never
     a config file as an earlier command (in the same process: tests) read it."""
     _memo.clear()
+    _again.clear()
     _files.clear()
     ConfigLoaderImpl.load_configuration = _load_configuration
     CachingConfigRepository.load_config = _load_file
@@ -80,6 +87,7 @@ def uninstall() -> None:
     ConfigLoaderImpl.load_configuration = _original
     CachingConfigRepository.load_config = _original_load_file
     _memo.clear()
+    _again.clear()
     _files.clear()
 
 
@@ -107,6 +115,10 @@ def _load_configuration(self: ConfigLoaderImpl, config_name: str | None, overrid
                         validate_sweep_overrides: bool = True) -> DictConfig:  # fmt: skip
     args = (config_name, overrides, run_mode, from_shell, validate_sweep_overrides)
     try:
+        again = _again_key(self, *args)
+        if again in _again:  # the same command line (the sweeper's check, then the launcher)
+            seen, parsed, changed = _again[again]
+            return _derive(pickle.loads(seen.blob), parsed, changed)
         parsed = OverridesParser.create().parse_overrides(overrides=list(overrides))
         by_key = {o.get_key_element(): o for o in parsed}
         if len(by_key) != len(parsed):
@@ -117,6 +129,7 @@ def _load_configuration(self: ConfigLoaderImpl, config_name: str | None, overrid
         for seen in entries:
             changed = _changed_values(self, seen, by_key, run_mode)
             if changed is not None:
+                _again[again] = (seen, parsed, changed)
                 return _derive(pickle.loads(seen.blob), parsed, changed)
     except Exception:  # noqa: BLE001 - Hydra's own path raises it with its own message
         return _original(self, *args)
@@ -128,19 +141,33 @@ def _load_configuration(self: ConfigLoaderImpl, config_name: str | None, overrid
             return cfg
         choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
         entries.append(_Composed(by_key, blob, choices, run_mode))
+        _again[again] = (entries[-1], parsed, [])
     return cfg
+
+
+def _again_key(loader: ConfigLoaderImpl, *args: Any) -> tuple:
+    """A command line asked for before, as it was asked, where it was asked (its overrides
+    were parsed and found legal then)."""
+    config_name, overrides, *rest = args
+    return _sources(loader), os.getcwd(), _job_name(), config_name, tuple(overrides), *rest
 
 
 def _base_key(loader: ConfigLoaderImpl, config_name: str | None,
               by_key: dict[str, Override]) -> tuple:  # fmt: skip
-    sources = tuple((p.provider, p.path) for p in loader.get_search_path().get_path())
-    name = None
-    if "hydra.job.name" not in by_key:  # else the job's name comes from the runtime
-        try:
-            name = JobRuntime().get("name")
-        except KeyError:
-            name = None
-    return sources, config_name, os.getcwd(), name
+    # with hydra.job.name overridden, the job's name does not come from the runtime
+    name = None if "hydra.job.name" in by_key else _job_name()
+    return _sources(loader), config_name, os.getcwd(), name
+
+
+def _sources(loader: ConfigLoaderImpl) -> tuple:
+    return tuple((p.provider, p.path) for p in loader.get_search_path().get_path())
+
+
+def _job_name() -> str | None:
+    try:
+        return JobRuntime().get("name")
+    except KeyError:
+        return None
 
 
 def _changed_values(loader: ConfigLoaderImpl, seen: _Composed, now: dict[str, Override],

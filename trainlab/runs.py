@@ -40,11 +40,11 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def running_summary(cfg: DictConfig) -> dict[str, Any]:
+def running_summary(cfg: DictConfig, cfg_hash: str | None = None) -> dict[str, Any]:
     """What a run's summary.json says while it runs (and if it is killed): who runs it, and
-    under Slurm which job (`scancel` takes it)."""
+    under Slurm which job (`scancel` takes it). `cfg_hash`: config_hash(cfg), if known."""
     summary = {
-        "status": "running", "config_hash": config_hash(cfg), "seed": cfg.seed,
+        "status": "running", "config_hash": cfg_hash or config_hash(cfg), "seed": cfg.seed,
         "choices": choices(cfg), "host": socket.gethostname(), "pid": os.getpid(),
     }  # fmt: skip
     env = os.environ

@@ -22,6 +22,7 @@ import multiprocessing.connection
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +75,7 @@ def run_units(units: Sequence[list[Job]], n_workers: int, hydra_context: Any,
     from hydra.core.singleton import Singleton
 
     ctx = start_server()  # if the launcher has not started it yet
+    sweep_alive, _held = ctx.Pipe(duplex=False)  # _held: only this process writes, never
     state = Singleton.get_state()
     pending = list(units)
     running: dict[int, _Running] = {}  # process sentinel -> unit
@@ -85,7 +87,7 @@ def run_units(units: Sequence[list[Job]], n_workers: int, hydra_context: Any,
                 for job in unit:
                     log.info("\t#%d : %s", job.idx, " ".join(job.overrides))
                 payload = cloudpickle.dumps((hydra_context, task_function, state, unit))
-                proc = _Running(ctx, payload, unit)
+                proc = _Running(ctx, payload, unit, sweep_alive)
                 running[proc.process.sentinel] = proc
             if running:
                 _collect(running, results, quiet=bool(signals.received))
@@ -102,10 +104,11 @@ def run_units(units: Sequence[list[Job]], n_workers: int, hydra_context: Any,
 class _Running:
     """A unit's process and the read end of its pipe."""
 
-    def __init__(self, ctx: Any, payload: bytes, unit: list[Job]) -> None:
+    def __init__(self, ctx: Any, payload: bytes, unit: list[Job], sweep_alive: Any) -> None:
         self.unit = unit
         self.conn, send = ctx.Pipe(duplex=False)
-        self.process = ctx.Process(target=_run_unit, args=(payload, send), daemon=False)
+        self.process = ctx.Process(target=_run_unit, args=(payload, send, sweep_alive),
+                                   daemon=False)  # fmt: skip
         self.process.start()
         send.close()
 
@@ -141,10 +144,10 @@ def _collect(running: dict[int, _Running], results: dict[int, JobReturn], quiet:
                                         else _died(job, proc.process.exitcode))  # fmt: skip
 
 
-def _run_unit(payload: bytes, conn: Any) -> None:
+def _run_unit(payload: bytes, conn: Any, sweep_alive: Any) -> None:
     """In the unit's own process: its jobs in order, as the in-process launcher runs them."""
     os.setpgid(0, 0)  # a Ctrl-C reaches the sweep alone; it passes the signal on once
-    _stop_with_parent()
+    _stop_with_sweep(sweep_alive)
     import cloudpickle
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.singleton import Singleton
@@ -169,15 +172,17 @@ def _run_unit(payload: bytes, conn: Any) -> None:
         conn.send_bytes(cloudpickle.dumps((job.idx, ret)))  # hydra_cfg: structured configs
 
 
-def _stop_with_parent() -> None:
-    """SIGTERM (checkpoint and stop) when the fork server ends, which it does when the sweep
-    ends: a sweep killed outright leaves no unit training on its own (Linux only)."""
-    import ctypes
+def _stop_with_sweep(sweep_alive: Any) -> None:
+    """SIGTERM to this process (its jobs checkpoint and stop) when the sweep's end of
+    `sweep_alive` closes: a sweep killed outright leaves no unit training on its own."""
 
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
+    def watch() -> None:
+        try:
+            sweep_alive.recv_bytes()  # the sweep never writes: this returns at its end
+        except (EOFError, OSError):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 class _Forward:

@@ -34,9 +34,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Train one configuration; write events, checkpoint, history.json and summary.json."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    run = Run(cfg, run_dir, runs.config_hash(cfg), runs.running_summary(cfg))
+    cfg_hash = runs.config_hash(cfg)
     with runs.hold(run_dir):  # one process per run directory
-        action = runs.claim(run_dir, run.config_hash)  # another config's: left untouched
+        action = runs.claim(run_dir, cfg_hash)  # another config's: left untouched
         if action == "skip":
             summary = runs.read_summary(run_dir)
             # a job its group's first job trained (fused) just now: its job line says it
@@ -44,7 +44,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             log.log(logging.DEBUG if member else logging.INFO, "already finished in %s: skipped",
                     run_dir)  # fmt: skip
             return summary
-        return _attempt(run, action)
+        return _attempt(Run(cfg, run_dir, cfg_hash, runs.running_summary(cfg, cfg_hash)), action)
 
 
 def _attempt(run: Run, action: str) -> dict[str, Any]:
