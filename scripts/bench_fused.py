@@ -16,7 +16,8 @@ the median of the paired ratios and the load average (`uptime`) before and after
     python scripts/bench_fused.py --trainlab --k 8 --repeats 3 [-- trainer.epochs=3]
     python scripts/bench_fused.py [--k 8] [--steps 200] [--repeats 5] [--device cpu|cuda]
     python scripts/bench_fused.py --k 8 32 --device cuda --width 128   # the GPU figures
-    python scripts/bench_fused.py --model cnn --width 8 --depth 2 --k 4 8 24 --steps 20 --threads 1
+    python scripts/bench_fused.py --model cnn --width 8 --depth 2 --k 4 24 --steps 10 --threads 1
+    python scripts/bench_fused.py --model cnn --side 8 --width 16 --depth 1 --k 8 24 --threads 1
     python scripts/bench_fused.py --eval --batch-size 1024 --k 8 --threads 1 [--model cnn]
 
 `--model cnn`: trainlab's CNN on 1x28x28 inputs (why a sweep does not fuse CNNs on the CPU);
@@ -41,14 +42,16 @@ from trainlab.fused_models import fuse
 from trainlab.models import CNN, MLP
 
 
-def members(k: int, width: int, depth: int, device: str, model: str = "mlp") -> list:
-    """K models of trainlab's MLP on digits-sized inputs, or its CNN on Fashion-MNIST-sized
-    ones (`depth` conv blocks per stage, 2 stages, `width` channels, a 32-unit head)."""
+def members(k: int, width: int, depth: int, device: str, model: str = "mlp", side: int = 28):
+    """K models of trainlab's MLP on digits-sized inputs, or its CNN on side x side images
+    (`depth` conv blocks per stage, 2 stages, `width` channels, a 32-unit head; channels-last
+    as trainlab.start.prepare makes it)."""
     models = []
     for seed in range(k):
         torch.manual_seed(seed)
         if model == "cnn":
-            net = CNN((1, 28, 28), 10, width=width, stages=2, depth=depth, head_width=32)
+            net = CNN((1, side, side), 10, width=width, stages=2, depth=depth, head_width=32)
+            net = net.to(memory_format=torch.channels_last)
         else:
             net = MLP((1, 8, 8), 10, depth=depth, width=width)
         models.append(net.to(device))
@@ -180,6 +183,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
+    parser.add_argument("--side", type=int, default=28, help="--model cnn: image side")
     parser.add_argument(
         "--eval",
         action="store_true",
@@ -208,7 +212,7 @@ def main() -> None:
         print(load())
         return
     gen = torch.Generator().manual_seed(0)
-    shape, n = ((1, 28, 28), 2000) if args.model == "cnn" else ((1, 8, 8), 1294)
+    shape, n = ((1, args.side, args.side), 2000) if args.model == "cnn" else ((1, 8, 8), 1294)
     n = args.eval_examples if args.eval else n
     x = torch.rand(n, *shape, generator=gen).to(args.device)
     y = torch.randint(0, 10, (n,), generator=gen).to(args.device)
@@ -221,7 +225,7 @@ def main() -> None:
 
         def variant(fn, k=k):
             def call(warm: bool) -> float:
-                models = members(k, args.width, args.depth, args.device, args.model)
+                models = members(k, args.width, args.depth, args.device, args.model, args.side)
                 steps = (1 if warm else args.steps) if args.eval else 5 if warm else args.steps
                 return fn(models, x, y, steps, args.batch_size, args.device)
 

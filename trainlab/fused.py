@@ -102,9 +102,9 @@ def fusable_parts(cfgs: list[DictConfig]) -> list[list[int]]:
     parameters, PReLU, or one that widens the layer in front, maxout, trains with its own
     kind), when why_not_fusable allows them all; else each group equal but for the seed.
     None for a CNN on the CPU whose first conv layer gives more than CPU_CONV_LIMIT values per
-    example: there a grouped convolution of K such members trained 1.15-1.5x and evaluated
+    example: there a grouped convolution of K such members trained 1.7-1.9x and evaluated
     2.2-2.6x slower than K separate models (`python scripts/bench_fused.py --model cnn`); it
-    fuses on a GPU, and small images fuse on the CPU too (8x8 digits: 1.2-2.9x faster). A
+    fuses on a GPU, and small images fuse on the CPU too (8x8 digits: 2.4-3.0x faster). A
     config is validated once per value of all but its seed (validate does not read it) and its
     model built once per value of all but its seed and lr (neither shapes a layer)."""
     if cfgs and why_not_worth_it(cfgs[0]):
@@ -128,9 +128,9 @@ def fusable_parts(cfgs: list[DictConfig]) -> list[list[int]]:
     return [p for p in parts.values() if len(p) > 1]
 
 
-CPU_CONV_LIMIT = 2048  # values per example out of a CNN's first conv layer: fused above it on
-# the CPU, a grouped convolution trained 0.65-0.87x as fast as separate models (28x28 x 8 or
-# 4 x 2 blocks, 16x16 x 8-16); at or below it 1.1-2.9x as fast (8x8 x 16-32, 28x28 x 2)
+CPU_CONV_LIMIT = 2048  # values per example out of a CNN's first conv layer; fused above it on
+# the CPU, a grouped convolution trained 0.53-0.58x as fast as separate channels-last models
+# (28x28 x 8, K 4 and 24), at or below it 2.4-3.0x as fast (8x8 x 16, K 8 and 24): bench_fused.py
 
 
 def why_not_worth_it(cfg: DictConfig) -> str | None:
