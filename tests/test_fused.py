@@ -8,14 +8,9 @@ import pytest
 import torch
 
 from trainlab.config import compose
-from trainlab.fused import (
-    fusable_parts,
-    seed_only,
-    train_fused,
-    why_not_fusable,
-    why_not_worth_it,
-)
+from trainlab.fused import train_fused
 from trainlab.fused_models import FusionUnsupported, fuse
+from trainlab.fused_plan import fusable_parts, seed_only, why_not_fusable, why_not_worth_it
 from trainlab.train import prepare, train
 
 QUIET = ["stats.enabled=false", "trainer.progress=never", "threads=1"]

@@ -22,7 +22,7 @@ from trainlab.fastconf import without_hydra
 log = logging.getLogger("trainlab")
 SEED_KEYS = ("seed", "+seed", "++seed")
 VALUE_NODES = ("init", "activation", "pair", "augmentation", "preprocess")  # pair: act + init
-VALUES = ("optimizer.lr", *VALUE_NODES)  # may differ within a group (fused.why_not_fusable)
+VALUES = ("optimizer.lr", *VALUE_NODES)  # may differ within a group (fused_plan.why_not_fusable)
 _GROUP: ContextVar[list[DictConfig] | None] = ContextVar("trainlab_fused_group", default=None)
 TRAINED: set[Path] = set()  # job directories this process trained as members of a group
 
@@ -32,7 +32,7 @@ def seed_groups(
 ) -> dict[int, list[int]]:
     """{index of a group's first job: indices of every job of the group} for groups of >= 2:
     the jobs whose overrides are equal but for the seed and, with `values`, the VALUES (lr,
-    init, activation; whether and how they fuse is decided on the configs: fused.py)."""
+    init, activation; whether and how they fuse is decided on the configs: fused_plan.py)."""
     groups: dict[tuple[str, ...], list[int]] = {}
     for i, overrides in enumerate(job_overrides):
         rest = tuple(sorted(o for o in overrides if not _free(o.split("=", 1)[0], values)))
@@ -92,8 +92,9 @@ def job_dir(sweep_config: DictConfig) -> Path:
 def train_pending_group(threads: int | None) -> list[dict[str, Any]] | None:
     """Train the current job's group fused; None when there is none or it cannot be fused."""
     from trainlab.errors import ConfigError
-    from trainlab.fused import fusable_parts, train_fused, why_not_fusable, why_not_worth_it
+    from trainlab.fused import train_fused
     from trainlab.fused_models import FusionUnsupported
+    from trainlab.fused_plan import fusable_parts, why_not_fusable, why_not_worth_it
 
     sweep_configs = _GROUP.get()
     if not sweep_configs:
