@@ -102,6 +102,42 @@ def test_seed_round_robin_gives_each_seed_every_nth_trial() -> None:
     assert seeds == [0, 1, 2, 0, 1, 2, 0]
 
 
+def test_hparam_search_draws_the_same_trials_in_one_batch_as_one_by_one() -> None:
+    """The experiment hands all its trials to the launcher at once (hydra.sweeper.n_jobs =
+    n_trials, so the workers run them in parallel): sound only because its sampler draws the
+    same values in the same order whatever the batch size. Asked one by one (each told before
+    the next) and in one batch, with the experiment's own sampler, search space and seeds."""
+    pytest.importorskip("optuna")
+    from hydra.utils import instantiate
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
+
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+        cfg = hydra_compose("config", ["+experiment=hparam_search"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper.n_jobs == sweeper.n_trials  # one batch
+    parser = OverridesParser.create()
+    space = {key: create_optuna_distribution_from_override(parser.parse_override(f"{key}={v}"))
+             for key, v in sweeper.params.items()}  # fmt: skip
+
+    def trials(batch: int) -> list[dict[str, Any]]:
+        import optuna
+
+        study = optuna.create_study(sampler=instantiate(sweeper.sampler), direction="maximize")
+        drawn = []
+        while len(drawn) < sweeper.n_trials:
+            asked = [study.ask() for _ in range(batch)]
+            for trial in asked:
+                seed_round_robin(cfg, trial)
+                drawn.append({k: trial._suggest(k, d) for k, d in space.items()} | trial.params)
+            for i, trial in enumerate(asked):
+                study.tell(trial, 0.5 + 0.01 * i)  # what the jobs return does not matter
+        return drawn
+
+    one_by_one, batched = trials(1), trials(sweeper.n_jobs)
+    assert len({round(t["optimizer.lr"], 12) for t in batched}) == sweeper.n_trials
+    assert batched == one_by_one
+
+
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_swept_value_composes(name: str) -> None:
     """Each value of each swept key composes on top of the experiment (a typo fails here)."""
