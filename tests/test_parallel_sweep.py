@@ -15,7 +15,9 @@ import pytest
 import yaml
 from test_sweeps import event_pids, job_dirs, running_job, summary, trainlab
 
+from trainlab.cli import conf_dir
 from trainlab.errors import ConfigError
+from trainlab.preflight import preflight
 from trainlab.sweep_fusion import work_units
 from trainlab.sweep_pool import resolve_n_jobs
 
@@ -30,6 +32,16 @@ def test_units_are_groups_biggest_first_halved_while_that_ends_the_sweep_sooner(
     assert work_units(5, {1: [1, 3]}, 2) == [[1, 3], [0], [2], [4]]
     assert work_units(3, {}, 4) == [[0], [1], [2]]
     assert work_units(12, {0: list(range(12))}, 1) == [list(range(12))]
+
+
+def test_preflight_tells_whether_the_jobs_run_in_workers():
+    """When they do, the sweep's process starts the workers' fork server at once and does not
+    import torch itself (trainlab.hydra_app.run): the two imports run on two cores."""
+    conf = conf_dir()
+    two = len(os.sched_getaffinity(0)) >= 2
+    assert preflight(["-m", "seed=0,1", "threads=1"], conf) is two
+    assert preflight(["-m", "seed=0,1"], conf) is False  # threads not set: auto is 1
+    assert preflight(["-m", "seed=0,1", "hydra/launcher=pool"], conf) is True
 
 
 def test_n_jobs_auto_is_one_process_per_thread_budget_and_bad_values_are_refused():

@@ -238,13 +238,17 @@ def run(cmd: HydraCommand, ns: argparse.Namespace) -> int:
         compose_cache.install()  # each config composed once, not by preflight, sweeper, launcher
         args.append(f"hydra.job.name={cmd.name}")  # the log file's name; callbacks read it
         try:
-            preflight(args, conf_dir())  # bad input: one line, exit 2, nothing created
+            workers = preflight(args, conf_dir())  # bad input: one line, exit 2, nothing created
         except ConfigError as err:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
             print(f"trainlab: error: {err}", file=sys.stderr)
             return 2
-        if not any(a.startswith("-") and a not in MULTIRUN_FLAGS for a in args):
+        if workers:  # the jobs run in worker processes: their fork server imports torch,
+            from trainlab.sweep_pool import start_server  # this process need not
+
+            start_server()
+        elif not any(a.startswith("-") and a not in MULTIRUN_FLAGS for a in args):
             freeze_imports(cmd.module)
     argv, sys.argv = sys.argv, ["trainlab", *args]  # argv[0]: the name completion is set for
     try:

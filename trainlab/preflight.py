@@ -28,25 +28,29 @@ MULTIRUN_FLAGS = ("-m", "--multirun")
 MAX_COMBINATIONS = 512  # a sweep's command-line combinations composed to check them
 
 
-def preflight(args: list[str], conf_dir: str, check_values: bool = True) -> None:
-    """Raise ConfigError for what the command line would fail on; Hydra's flags pass through."""
+def preflight(args: list[str], conf_dir: str, check_values: bool = True) -> bool:
+    """Raise ConfigError for what the command line would fail on; Hydra's flags pass through.
+    True when the command is a sweep whose launcher runs its jobs in worker processes."""
     if any(a.startswith("-") and a not in MULTIRUN_FLAGS for a in args):
-        return  # --help, --cfg, --info, -cn ...: Hydra's own
+        return False  # --help, --cfg, --info, -cn ...: Hydra's own
     multirun = any(a in MULTIRUN_FLAGS for a in args)
     overrides = [a for a in args if a not in MULTIRUN_FLAGS]
     combinations = _combinations(overrides, multirun)
+    workers = False
     with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
         if multirun:
             _compose_sweep(overrides)
         for combination in combinations:
             cfg = _compose(combination)
             _check_launch(cfg.hydra, multirun)
+            workers = workers or (multirun and _in_workers(cfg))
             if check_values and not multirun:  # a sweep records a bad value in that job
                 from trainlab.validate import validate
 
                 with open_dict(cfg):
                     del cfg["hydra"]
                 _one_line_errors(validate, cfg)
+    return workers
 
 
 def _combinations(overrides: list[str], multirun: bool) -> list[list[str]]:
@@ -115,6 +119,20 @@ def _check_launch(hydra: DictConfig, multirun: bool) -> None:
     except OmegaConfBaseException:
         return  # resolved by Hydra at launch (a custom resolver): checked when written
     check_writable(key, target)
+
+
+def _in_workers(cfg: DictConfig) -> bool:
+    """The launcher runs units in worker processes (trainlab.sweep_pool): n_jobs > 1 for the
+    pool launcher, resolved with the sweep's `threads` for the default (fused) one."""
+    launcher = cfg.hydra.launcher
+    target = str(launcher.get("_target_", ""))
+    if target.endswith(".PoolLauncher"):
+        return (launcher.get("n_jobs") or 1) > 1
+    if not target.endswith(".FusedLauncher"):
+        return False
+    from trainlab.sweep_pool import resolve_n_jobs
+
+    return resolve_n_jobs(launcher.get("n_jobs"), cfg.get("threads")) > 1
 
 
 def check_writable(key: str, target: Path) -> None:

@@ -59,7 +59,9 @@ def resolve_n_jobs(n_jobs: Any, threads: Any) -> int:
 
 def start_server() -> Any:
     """The fork server, started now: it imports what the jobs need (trainlab.pool_preload, a
-    few seconds) while the launcher composes the jobs' configs."""
+    few seconds) on a core of its own. `trainlab train -m` starts it right after the preflight
+    when the jobs will run in workers, and then does not import torch itself (hydra_app.run):
+    1.2 s off a 10-job sweep (`python scripts/bench_trees.py OLD NEW -- +experiment=ensembles`)."""
     import multiprocessing.forkserver
 
     ctx = multiprocessing.get_context("forkserver")
