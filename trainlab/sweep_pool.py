@@ -15,6 +15,8 @@ and stop, nothing more is started, and the sweep exits 128 + the signal's number
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import math
 import multiprocessing
@@ -66,8 +68,26 @@ def start_server() -> Any:
 
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["trainlab.pool_preload"])
+    if getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None) is None:
+        atexit.register(stop_server)
     multiprocessing.forkserver.ensure_running()
     return ctx
+
+
+def stop_server() -> None:
+    """At exit, the fork server killed, not asked to stop: asked, it tore its torch down for
+    0.5 s more while it still held the sweep's stdout and stderr (a pipe reading them, as
+    scripts/run_experiments.py's does, waited). Its units have ended (or were sent the signal)."""
+    import multiprocessing.forkserver
+
+    server = multiprocessing.forkserver._forkserver  # no public stop: the standard library's own
+    pid = getattr(server, "_forkserver_pid", None)  # tests use _stop; it waits for the exit
+    if pid is None:
+        return
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(OSError, AttributeError):
+        server._stop_unlocked()  # its pipe closed, the process reaped, its socket file removed
 
 
 def run_units(units: Sequence[list[Job]], n_workers: int, hydra_context: Any,
