@@ -105,4 +105,7 @@ def listen(request: queue.Queue) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # the sweep waits for this exit: the interpreter's teardown took 0.4 s
