@@ -26,15 +26,7 @@ TINY = ["data.subset=128", "trainer.epochs=1", "model.width=8", "trainer.progres
 
 
 def test_units_are_groups_biggest_first_halved_while_that_ends_the_sweep_sooner():
-    assert work_units(14, {0: list(range(14))}, 2) == [list(range(0, 14, 2)), list(range(1, 14, 2))]
-    # two units a worker, down to 4 jobs: one that ends early takes more (unknown costs)
-    quarters = [list(range(k, 30, 4)) for k in range(4)]
-    assert work_units(30, {0: list(range(30))}, 2) == quarters
-    two = {0: list(range(12)), 1: list(range(12, 20))}
-    assert work_units(20, two, 2) == [
-        [0, 2, 4, 6, 8, 10], [1, 3, 5, 7, 9, 11], [12, 14, 16, 18], [13, 15, 17, 19]
-    ]  # fmt: skip
-    assert work_units(7, {0: list(range(7))}, 2) == [[0, 2, 4, 6], [1, 3, 5]]  # not below 4
+    assert work_units(30, {0: list(range(30))}, 2) == [list(range(0, 30, 2)), list(range(1, 30, 2))]
     four = {i: list(range(i, i + 8)) for i in range(0, 32, 8)}
     assert work_units(32, four, 2) == list(four.values())  # 16 jobs a worker already
     assert work_units(5, {1: [1, 3]}, 2) == [[1, 3], [0], [2], [4]]

@@ -40,27 +40,18 @@ def seed_groups(
     return {jobs[0]: jobs for jobs in groups.values() if len(jobs) > 1}
 
 
-MIN_UNIT = 4  # the fewest jobs a group is cut to for balance alone
-
-
 def work_units(n_jobs: int, groups: dict[int, list[int]], workers: int) -> list[list[int]]:
     """The sweep's jobs (0..n_jobs-1) as units for `workers` processes, biggest first: each
     fused group one unit, each other job its own. A group is halved (every other job) while
     that shortens the sweep: units measured in jobs plus one for each unit's set-up, dealt to
-    the workers largest first (a group of 30 on 2 workers: 15 and 15; four of 8: kept whole),
-    and further, down to MIN_UNIT jobs, until each worker has two units: the jobs' costs are
-    not known (a 20-image group of 100 epochs, a full-set one of 100 steps), and the worker
-    that ends its first unit early takes another, where one group a worker left the other idle
-    (babysitting, batchnorm: 3-5 s of 10-17)."""
+    the workers largest first (a group of 30 on 2 workers: 15 and 15; four of 8: kept whole)."""
     grouped = {j for jobs in groups.values() for j in jobs}
     units = sorted([*groups.values(), *([i] for i in range(n_jobs) if i not in grouped)],
                    key=lambda u: (-len(u), u[0]))  # fmt: skip
     while units and len(units[0]) > 1:
         big = units[0]  # every other job: each half keeps the group's mix of values (its lrs)
         trial = sorted([big[0::2], big[1::2], *units[1:]], key=lambda u: (-len(u), u[0]))
-        if _makespan(trial, workers) >= _makespan(units, workers) and (
-            workers < 2 or len(units) >= 2 * workers or len(big) < 2 * MIN_UNIT
-        ):
+        if _makespan(trial, workers) >= _makespan(units, workers):
             break
         units = trial
     return units
