@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from omegaconf import OmegaConf
 
 from trainlab.callbacks import CompareOnMultirunEnd
 from trainlab.compare import compare, compare_main, compare_searches, run_compare
+from trainlab.report import plots
 from trainlab.report.plots import Painter, is_log_spaced, plain_math
 from trainlab.sweep import parse_override
 
@@ -584,3 +586,42 @@ def test_log_axes_label_their_ticks_in_plain_text() -> None:
     fig.canvas.draw()
     labels = [t.get_text() for t in ax.yaxis.get_majorticklabels() + ax.yaxis.get_minorticklabels()]
     assert "10⁰" in labels and "2×10⁻¹" in labels and not any("$" in t for t in labels)
+
+
+def test_figures_drawn_in_two_processes_are_the_bytes_drawn_in_one(tmp_path: Path) -> None:
+    """write_plots draws every second figure in a forked child: same PNGs as one process."""
+    for lr in ("0.001", "0.01", "0.1"):
+        for seed in range(2):
+            make_job(
+                tmp_path / "sweep",
+                [f"optimizer.lr={lr}", f"seed={seed}"],
+                summary(0.5 + seed / 10),
+                history([0.3, 0.4 + seed / 10]),
+            )
+    result = compare(tmp_path / "sweep", out_dir=tmp_path / "two")
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one core: write_plots draws every figure in this process")
+    serial = plots.Painter()  # the figures one by one, as one process draws them
+    one = tmp_path / "one"
+    one.mkdir()
+    paths = [plots._curves(serial, result, key, one) for key in plots.PLOT_CURVES]
+    paths.append(serial.vs_param(result, "optimizer.lr", one))
+    two = sorted((tmp_path / "two" / "plots").glob("*.png"))
+    assert [p.name for p in two] == sorted(p.name for p in paths)
+    assert all(p.read_bytes() == (one / p.name).read_bytes() for p in two)
+
+
+def test_two_processes_keep_the_order_and_redo_a_failed_childs_tasks(tmp_path: Path) -> None:
+    parent = os.getpid()
+    assert plots.in_two_processes([lambda i=i: (i, os.getpid() == parent) for i in range(5)]) == [
+        (0, True), (1, False), (2, True), (3, False), (4, True)
+    ]  # fmt: skip
+
+    def only_here() -> int:
+        if os.getpid() != parent:
+            raise RuntimeError("the child fails")
+        return os.getpid()
+
+    assert plots.in_two_processes([os.getpid, only_here]) == [parent, parent]
+    with pytest.raises(ZeroDivisionError):  # a task's own error reaches the caller
+        plots.in_two_processes([os.getpid, lambda: 1 // 0])

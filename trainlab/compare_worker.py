@@ -1,9 +1,10 @@
 """The end-of-sweep compare, made ready while the sweep's jobs train.
 
 A training sweep starts this module as a second process (`python -m trainlab.compare_worker`)
-when it starts: it imports what compare needs (matplotlib, tensorboard's event writer, jinja2),
-compiles the report's template and draws one throw-away figure (fonts, the log axis's tick
-labels) on a core the jobs leave free, then waits. When every job has returned, the sweep sends it the sweep directory; it runs
+when it starts: it imports what compare needs (matplotlib, tensorboard's event writer, jinja2,
+scipy's special functions and root finder for the claims' tests), compiles the report's
+template and draws one throw-away figure (fonts, the log axis's tick labels) on a core the jobs
+leave free, then waits. When every job has returned, the sweep sends it the sweep directory; it runs
 `trainlab compare` on it, printing to the sweep's own stdout and stderr, and exits with
 compare's code (compare.run_compare). Where it cannot be used (not started, gone, stdout not
 a real file), the sweep compares in its own process, as `trainlab compare` would.
@@ -84,6 +85,8 @@ def main() -> int:
         warm_up()
         import_writer()
         environment().get_template("report.html.j2")
+        import scipy.optimize  # noqa: F401 - every claim's test (verdict: t tail, power)
+        import scipy.special  # noqa: F401
     except Exception:  # not ready: the sweep compares in its own process (and shows why)
         return BROKEN
     sweep_dir = request.get()

@@ -99,7 +99,8 @@ def train_pending_group(threads: int | None) -> list[dict[str, Any]] | None:
     sweep_configs = _GROUP.get()
     if not sweep_configs:
         return None
-    if any((job_dir(c) / "summary.json").exists() for c in sweep_configs):
+    dirs = [job_dir(c) for c in sweep_configs]  # once: each resolves Hydra's interpolations
+    if any((d / "summary.json").exists() for d in dirs):
         return None  # an earlier attempt: each job resumes, skips or is refused on its own
     cfgs = [task_config(c) for c in sweep_configs]
     for cfg in cfgs:
@@ -111,14 +112,14 @@ def train_pending_group(threads: int | None) -> list[dict[str, Any]] | None:
         try:
             fused = train_fused(
                 [cfgs[i] for i in part],
-                [job_dir(sweep_configs[i]) for i in part],
+                [dirs[i] for i in part],
                 [list(sweep_configs[i].hydra.overrides.task) for i in part],
                 validated=True,
             )
         except (FusionUnsupported, ConfigError) as err:  # each job records its own error
             log.debug("trained one by one, not fused: %s", err)
             return mine
-        TRAINED.update(job_dir(sweep_configs[i]).resolve() for i in part[1:])
+        TRAINED.update(dirs[i].resolve() for i in part[1:])
         if part[0] == 0:  # this job's group
             mine = fused
     if not parts:

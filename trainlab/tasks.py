@@ -64,11 +64,12 @@ def train_task(cfg: DictConfig, run_dir: str) -> float:
         cfg.threads = threads_per_job()
     # another config's directory is refused; a finished one keeps its record, except a
     # seed whose group leader trained it as a fused member (its summary, no .hydra yet)
-    done = claim(Path(run_dir), config_hash(cfg)) == "skip"
+    cfg_hash = config_hash(cfg)
+    done = claim(Path(run_dir), cfg_hash) == "skip"
     if not done or not (Path(run_dir) / ".hydra" / "overrides.yaml").is_file():
         save_hydra_files(cfg, Path(run_dir))
     fused = train_pending_group(cfg.threads)  # this job's seed group, as one model
-    summary = fused[0] if fused else train(cfg, run_dir)
+    summary = fused[0] if fused else train(cfg, run_dir, cfg_hash)
     best = summary.get("best_val_acc")
     return math.nan if best is None else best
 

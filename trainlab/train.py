@@ -30,11 +30,12 @@ __all__ = ["LOG_EVERY", "evaluate", "log_curve", "prepare", "train"]  # importer
 log = logging.getLogger("trainlab")
 
 
-def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
-    """Train one configuration; write events, checkpoint, history.json and summary.json."""
+def train(cfg: DictConfig, run_dir: str | Path, cfg_hash: str | None = None) -> dict[str, Any]:
+    """Train one configuration; write events, checkpoint, history.json and summary.json.
+    `cfg_hash`: runs.config_hash(cfg), where the caller has it (a sweep's task)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    cfg_hash = runs.config_hash(cfg)
+    cfg_hash = cfg_hash or runs.config_hash(cfg)
     with runs.hold(run_dir):  # one process per run directory
         action = runs.claim(run_dir, cfg_hash)  # another config's: left untouched
         if action == "skip":

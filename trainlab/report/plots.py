@@ -9,13 +9,17 @@ no finite point at all still gets a legend entry that says so.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
+import os
+import pickle
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 from trainlab.io import atomic_write_bytes
 from trainlab.sweep import (
@@ -64,16 +68,62 @@ def words(key: str) -> str:
 def write_plots(result: Comparison, plot_dir: Path) -> list[Path]:
     plot_dir.mkdir(parents=True, exist_ok=True)
     painter = Painter()
-    written = [
-        _save(fig, plot_dir / f"curves_{key}.png")
-        for key in PLOT_CURVES
-        if (fig := painter.curves(result, key))
+    figures = [functools.partial(_curves, painter, result, key, plot_dir) for key in PLOT_CURVES]
+    figures += [
+        functools.partial(painter.vs_param, result, key, plot_dir)
+        for key in numeric_swept_keys(result.groups)
     ]
-    for key in numeric_swept_keys(result.groups):
-        written.append(painter.vs_param(result, key, plot_dir))
+    written = [path for path in in_two_processes(figures) if path is not None]
     for old in set(plot_dir.glob("*.png")) - set(written):  # an earlier compare's, once the
         old.unlink(missing_ok=True)  # new ones exist (a full disk keeps the old; two at once agree)
     return written
+
+
+def _curves(painter: Painter, result: Comparison, key: str, plot_dir: Path) -> Path | None:
+    fig = painter.curves(result, key)
+    return _save(fig, plot_dir / f"curves_{key}.png") if fig else None
+
+
+def in_two_processes(tasks: Sequence[Callable[[], Any]]) -> list[Any]:
+    """[task() for task in tasks], every second task run in a forked child while this process
+    runs the others: a compare's figures are drawn on two cores (each figure is drawn and
+    saved by the same code, so the PNGs are the same bytes). Where a child cannot be forked
+    (one core, no fork) or it fails, this process runs its tasks too (and raises their error)."""
+    if len(tasks) < 2 or not hasattr(os, "fork") or len(os.sched_getaffinity(0)) < 2:
+        return [task() for task in tasks]
+    theirs = range(1, len(tasks), 2)
+    read, write = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read)
+        os.close(write)
+        return [task() for task in tasks]
+    if pid == 0:  # the child: its tasks' results back through the pipe, then gone
+        os.close(read)
+        code = 1
+        try:
+            with os.fdopen(write, "wb") as out:
+                pickle.dump([tasks[i]() for i in theirs], out)
+            code = 0
+        finally:
+            os._exit(code)  # no atexit handlers, no flush of the parent's buffers
+    os.close(write)
+    results: list[Any] = [None] * len(tasks)
+    try:
+        for i in range(0, len(tasks), 2):
+            results[i] = tasks[i]()
+    finally:
+        with os.fdopen(read, "rb") as src:
+            data = src.read()
+        _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) == 0:
+        for i, value in zip(theirs, pickle.loads(data), strict=True):
+            results[i] = value
+    else:  # the child failed: its tasks again here
+        for i in theirs:
+            results[i] = tasks[i]()
+    return results
 
 
 def warm_up() -> None:
