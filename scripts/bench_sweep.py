@@ -3,8 +3,9 @@
 Runs `trainlab train -m activation=relu,tanh seed=0,1,2,3 trainer.epochs=3 [OVERRIDES]`
 (the end-of-sweep compare with its plots included) with the launchers named by --launchers
 (`separate`: hydra.launcher.fuse=false, jobs one after another; `default`: the default
-launcher, which fuses seeds where it can), and `python -c 'import trainlab.cli,
-trainlab.train'` (the imports a sweep pays once), interleaved with the order rotating
+launcher, which fuses seeds where it can), and `python -c 'import os, trainlab.cli,
+trainlab.train; os._exit(0)'` (the imports a sweep pays once, ended as the command ends:
+without the interpreter's teardown), interleaved with the order rotating
 between repeats. The overhead per job is
 
     (sweep wall time - import time - the jobs' own training and evaluation) / jobs
@@ -43,7 +44,8 @@ def main() -> None:
     parser.add_argument("--launchers", nargs="+", default=list(LAUNCHERS), choices=LAUNCHERS)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    imports = [sys.executable, "-c", "import trainlab.cli, trainlab.train"]
+    # the imports alone, ended as trainlab's command ends (cli.entry: no interpreter teardown)
+    imports = [sys.executable, "-c", "import os, trainlab.cli, trainlab.train; os._exit(0)"]
     kinds = ["imports", *args.launchers]
     times: dict[str, list[float]] = {k: [] for k in kinds}
     rows: dict[str, list[tuple[float, float, int]]] = {k: [] for k in args.launchers}
