@@ -39,9 +39,10 @@ def test_preflight_tells_whether_the_jobs_run_in_workers():
     import torch itself (trainlab.hydra_app.run): the two imports run on two cores."""
     conf = conf_dir()
     two = len(os.sched_getaffinity(0)) >= 2
-    assert preflight(["-m", "seed=0,1", "threads=1"], conf) is two
-    assert preflight(["-m", "seed=0,1"], conf) is False  # threads not set: auto is 1
-    assert preflight(["-m", "seed=0,1", "hydra/launcher=pool"], conf) is True
+    assert preflight(["-m", "seed=0,1", "threads=1"], conf) == ("FusedLauncher", two)
+    assert preflight(["-m", "seed=0,1"], conf) == ("FusedLauncher", False)  # auto: 1 (no threads)
+    assert preflight(["-m", "seed=0,1", "hydra/launcher=pool"], conf) == ("PoolLauncher", True)
+    assert preflight(["seed=1"], conf) is None  # one run
 
 
 def test_n_jobs_auto_is_one_process_per_thread_budget_and_bad_values_are_refused():

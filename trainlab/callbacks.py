@@ -79,13 +79,26 @@ class CompareOnMultirunEnd(Callback):
         worker, which only the sweep's own process talks to."""
         return {k: v for k, v in self.__dict__.items() if k != "worker"}
 
+    early = None  # the worker `trainlab train -m` started before importing torch (hydra_app)
+
+    @classmethod
+    def start_worker(cls, launcher: str) -> None:
+        """Start the worker before the sweep's own imports: it imports on the other core."""
+        from trainlab import compare_worker
+
+        if launcher in cls.IN_PROCESS and cls.early is None:
+            cls.early = compare_worker.start()
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from trainlab import compare_worker
 
         name = str(OmegaConf.select(config, "hydra.job.name", default="train"))
         launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+        early, CompareOnMultirunEnd.early = CompareOnMultirunEnd.early, None
         if name == "train" and launcher.rsplit(".", 1)[-1] in self.IN_PROCESS:
-            self.worker = compare_worker.start()
+            self.worker = early or compare_worker.start()
+        else:
+            compare_worker.stop(early)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from trainlab import compare_worker

@@ -238,16 +238,20 @@ def run(cmd: HydraCommand, ns: argparse.Namespace) -> int:
         compose_cache.install()  # each config composed once, not by preflight, sweeper, launcher
         args.append(f"hydra.job.name={cmd.name}")  # the log file's name; callbacks read it
         try:
-            workers = preflight(args, conf_dir())  # bad input: one line, exit 2, nothing created
+            sweep = preflight(args, conf_dir())  # bad input: one line, exit 2, nothing created
         except ConfigError as err:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
             print(f"trainlab: error: {err}", file=sys.stderr)
             return 2
-        if workers:  # the jobs run in worker processes: their fork server imports torch,
-            from trainlab.sweep_pool import start_server  # this process need not
+        if sweep is not None and cmd.name == "train":  # its compare, made ready from now on
+            from trainlab.callbacks import CompareOnMultirunEnd  # (on the other core)
 
-            start_server()
+            CompareOnMultirunEnd.start_worker(sweep.launcher)
+        if sweep is not None and sweep.workers:  # the jobs run in worker processes: their
+            from trainlab.sweep_pool import start_server  # fork server imports torch, this
+
+            start_server()  # process need not
         elif not any(a.startswith("-") and a not in MULTIRUN_FLAGS for a in args):
             freeze_imports(cmd.module)
     argv, sys.argv = sys.argv, ["trainlab", *args]  # argv[0]: the name completion is set for

@@ -13,6 +13,7 @@ import itertools
 import os
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -28,29 +29,38 @@ MULTIRUN_FLAGS = ("-m", "--multirun")
 MAX_COMBINATIONS = 512  # a sweep's command-line combinations composed to check them
 
 
-def preflight(args: list[str], conf_dir: str, check_values: bool = True) -> bool:
+class Sweep(NamedTuple):
+    """What a checked sweep will launch with."""
+
+    launcher: str  # the launcher's class name (FusedLauncher, BasicLauncher, PoolLauncher ...)
+    workers: bool  # its jobs run in worker processes (trainlab.sweep_pool)
+
+
+def preflight(args: list[str], conf_dir: str, check_values: bool = True) -> Sweep | None:
     """Raise ConfigError for what the command line would fail on; Hydra's flags pass through.
-    True when the command is a sweep whose launcher runs its jobs in worker processes."""
+    For a sweep, how it will launch; None for one run."""
     if any(a.startswith("-") and a not in MULTIRUN_FLAGS for a in args):
-        return False  # --help, --cfg, --info, -cn ...: Hydra's own
+        return None  # --help, --cfg, --info, -cn ...: Hydra's own
     multirun = any(a in MULTIRUN_FLAGS for a in args)
     overrides = [a for a in args if a not in MULTIRUN_FLAGS]
     combinations = _combinations(overrides, multirun)
-    workers = False
+    sweep = None
     with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
         if multirun:
             _compose_sweep(overrides)
         for combination in combinations:
             cfg = _compose(combination)
             _check_launch(cfg.hydra, multirun)
-            workers = workers or (multirun and _in_workers(cfg))
+            if multirun and (sweep is None or not sweep.workers):
+                launcher = str(cfg.hydra.launcher.get("_target_", "")).rsplit(".", 1)[-1]
+                sweep = Sweep(launcher, _in_workers(cfg))
             if check_values and not multirun:  # a sweep records a bad value in that job
                 from trainlab.validate import validate
 
                 with open_dict(cfg):
                     del cfg["hydra"]
                 _one_line_errors(validate, cfg)
-    return workers
+    return sweep
 
 
 def _combinations(overrides: list[str], multirun: bool) -> list[list[str]]:
