@@ -33,6 +33,40 @@ def test_a_job_saves_its_val_and_test_probabilities(tmp_path):
     assert not (tmp_path / "off" / PREDICTIONS).exists()
 
 
+def final_model_predictions(cfg, run_dir: Path) -> dict[str, np.ndarray]:
+    """What ensembles.predict gives for the checkpoint's final weights, pass by pass."""
+    import torch
+
+    from trainlab.ensembles import predict
+    from trainlab.start import prepare
+
+    _, data, preprocess, model = prepare(cfg)
+    state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    preprocess.load_state_dict(state["preprocess"])
+    bs = cfg.trainer.eval_batch_size
+    return {s: predict(model, preprocess, getattr(data, f"{s}_x"), bs) for s in ("val", "test")}
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_saved_predictions_are_the_final_models_own(fused, tmp_path):
+    """The last validation and the test metrics' pass give the predictions (one pass each, not
+    two): the same bytes as predicting again from the final weights, fused or not."""
+    from trainlab.fused import train_fused
+
+    cfgs = [compose([*TINY, "trainer.epochs=2", f"seed={s}"]) for s in (0, 1)]
+    dirs = [tmp_path / str(s) for s in (0, 1)]
+    if fused:
+        train_fused(cfgs, dirs)
+    else:
+        for cfg, run_dir in zip(cfgs, dirs, strict=True):
+            train(cfg, run_dir)
+    for cfg, run_dir in zip(cfgs, dirs, strict=True):
+        saved, again = load_predictions(run_dir), final_model_predictions(cfg, run_dir)
+        for split in ("val", "test"):
+            assert np.array_equal(saved[f"{split}_probs"], again[split]), split
+
+
 def one_hot(pred: list[int], sure: float = 0.6) -> np.ndarray:
     probs = np.full((len(pred), 3), (1 - sure) / 2, dtype=np.float16)
     probs[np.arange(len(pred)), pred] = sure

@@ -72,6 +72,7 @@ class Run:
     train_time_s: float = 0.0
     epoch_train_s: float = 0.0
     eval_time_s: float = 0.0  # evaluation in this attempt (validation, final metrics)
+    val_probs: list | None = None  # the last validation's probabilities (trainer.predictions)
     clock: float = field(default_factory=time.perf_counter)  # perf_counter at elapsed 0
 
     @functools.cached_property

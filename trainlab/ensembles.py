@@ -43,19 +43,34 @@ def predict(model: nn.Module, preprocess: nn.Module, x, batch_size: int) -> np.n
     model.eval()
     with torch.no_grad():
         out = [
-            model(preprocess(x[i : i + batch_size])).float().softmax(1).cpu()
+            model(preprocess(x[i : i + batch_size])).float().softmax(1)
             for i in range(0, len(x), batch_size)
         ]
     model.train(was_training)
-    return torch.cat(out).numpy().astype(np.float16) if out else np.zeros((0, 0), np.float16)
+    return as_float16(out)
 
 
-def save_predictions(run_dir: Path, model: nn.Module, preprocess: nn.Module, data, bs: int) -> None:
-    """predictions.npz: {val,test}_probs float16 (N, C), {val,test}_y int64 (N,)."""
+def as_float16(probs: list) -> np.ndarray:
+    """Batches of probabilities (start.evaluate's `probs`) as one (N, C) float16 array."""
+    import torch
+
+    return (
+        torch.cat(probs).cpu().numpy().astype(np.float16) if probs else np.zeros((0, 0), np.float16)
+    )
+
+
+def save_predictions(run_dir: Path, model: nn.Module, preprocess: nn.Module, data, bs: int,
+                     known: dict[str, list] | None = None) -> None:  # fmt: skip
+    """predictions.npz: {val,test}_probs float16 (N, C), {val,test}_y int64 (N,). `known`:
+    a split's probabilities already computed by its last evaluation (start.evaluate's
+    `probs`, from the same weights), so it is not run through the model again."""
     arrays = {}
     for split in SPLITS:
         x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
-        arrays[f"{split}_probs"] = predict(model, preprocess, x, bs)
+        if known is not None and known.get(split) is not None:
+            arrays[f"{split}_probs"] = as_float16(known[split])
+        else:
+            arrays[f"{split}_probs"] = predict(model, preprocess, x, bs)
         arrays[f"{split}_y"] = y.cpu().numpy().astype(np.int64)
     np.savez_compressed(run_dir / PREDICTIONS, **arrays)
 

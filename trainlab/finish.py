@@ -23,11 +23,14 @@ def finish(run: Run) -> None:
     bs = cfg.trainer.eval_batch_size
     tick = time.perf_counter()
     train_loss, train_acc = evaluate(run.model, run.preprocess, data.train_x, data.train_y, bs)
-    test_loss, test_acc = evaluate(run.model, run.preprocess, data.test_x, data.test_y, bs)
+    test_probs = [] if cfg.trainer.predictions else None
+    test_loss, test_acc = evaluate(run.model, run.preprocess, data.test_x, data.test_y, bs,
+                                   probs=test_probs)  # fmt: skip
     run.writer.add_scalar("test/acc", test_acc, step)
     run.writer.add_scalar("test/loss", test_loss, step)
     if cfg.trainer.predictions:  # for ensembles of a sweep's seeds (trainlab compare)
-        ensembles.save_predictions(run.run_dir, run.model, run.preprocess, data, bs)
+        known = {"test": test_probs, "val": run.val_probs}  # the last validation's, if it ran
+        ensembles.save_predictions(run.run_dir, run.model, run.preprocess, data, bs, known)
     last = run.history["epochs"][-1]
     run.summary.update(
         train_loss=train_loss,

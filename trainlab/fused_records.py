@@ -43,6 +43,7 @@ class Member:
     best_val_acc: float = -math.inf
     last_sync: tuple[int, float] = (0, 0.0)  # (step, seconds) of the previous host sync
     history: dict[str, list] = field(default_factory=lambda: {"epochs": [], "steps": []})
+    probs: dict[str, list] = field(default_factory=dict)  # its last val and test predictions
 
 
 @dataclass(eq=False)
@@ -105,21 +106,29 @@ def evaluate(
     return (sums / len(x)).tolist()
 
 
-def member_metrics(g: Group, *splits: tuple[Tensor, Tensor]) -> list[list[tuple[float, float]]]:
-    """Per member, (mean loss, accuracy) on each split, NaN for one that diverged: each
+def member_metrics(g: Group, splits: dict[str, tuple[Tensor, Tensor]],
+                   keep: tuple[str, ...] = ()) -> list[dict[str, tuple[float, float]]]:  # fmt: skip
+    """Per member, (mean loss, accuracy) on each named split, NaN for one that diverged: each
     member's weights in its own model (left there), evaluated as its separate run evaluates
     (start.evaluate), so the numbers are those that run computes from those weights. Not the
     fused model: its batches of K x eval_batch_size rows leave the caches; it evaluated
     1.1-2.6x slower than K separate models here (MLPs and the CNN, K 4-50: `python
-    scripts/bench_fused.py --eval`)."""
+    scripts/bench_fused.py --eval`). The splits named in `keep` also leave their
+    probabilities in `Member.probs` (its predictions, from the same pass)."""
     out = []
     for i, m in enumerate(g.members):
         if not m.alive:
-            out.append([(math.nan, math.nan)] * len(splits))
+            out.append(dict.fromkeys(splits, (math.nan, math.nan)))
             continue
         m.model.load_state_dict(g.model.member_state_dict(i))
         bs = m.cfg.trainer.eval_batch_size
-        out.append([start.evaluate(m.model, m.preprocess, x, y, bs) for x, y in splits])
+        row = {}
+        for name, (x, y) in splits.items():
+            probs = None
+            if name in keep:
+                probs = m.probs[name] = []
+            row[name] = start.evaluate(m.model, m.preprocess, x, y, bs, probs=probs)
+        out.append(row)
     return out
 
 
@@ -167,7 +176,9 @@ def log_window(g: Group) -> None:
 def end_epoch(g: Group) -> None:
     """Validation and each member's epoch record; a member whose loss is non-finite diverged
     (where its own run's checkpoint would stop it)."""
-    val = [m[0] for m in member_metrics(g, (g.data.val_x, g.data.val_y))]
+    last = g.members[0].cfg.trainer.predictions and g.step >= g.total_steps  # finish saves them
+    splits = {"val": (g.data.val_x, g.data.val_y)}
+    val = [m["val"] for m in member_metrics(g, splits, keep=("val",) if last else ())]
     g.tally.sync()
     sums = g.tally.epoch
     ends = [e[0] + w[0] for e, w in zip(g.tally.epoch, g.tally.window, strict=True)]
@@ -194,14 +205,16 @@ def finish(g: Group) -> None:
     """Train and test metrics, each member's own model, predictions and summary."""
     members, data = g.members, g.data
     eval_bs = members[0].cfg.trainer.eval_batch_size
-    metrics = member_metrics(g, (data.train_x, data.train_y), (data.test_x, data.test_y))
-    train_m, test_m = [m[0] for m in metrics], [m[1] for m in metrics]
+    splits = {"train": (data.train_x, data.train_y), "test": (data.test_x, data.test_y)}
+    keep = ("test",) if members[0].cfg.trainer.predictions else ()
+    metrics = member_metrics(g, splits, keep=keep)
+    train_m, test_m = [m["train"] for m in metrics], [m["test"] for m in metrics]
     step, wall = g.step, g.elapsed()
     for i, m in enumerate(members):
         if not m.alive:
             continue
         if m.cfg.trainer.predictions:  # the member's own model, as its separate run saves it
-            ensembles.save_predictions(m.run_dir, m.model, m.preprocess, data, eval_bs)
+            ensembles.save_predictions(m.run_dir, m.model, m.preprocess, data, eval_bs, m.probs)
         m.writer.add_scalar("test/acc", test_m[i][1], step)
         m.writer.add_scalar("test/loss", test_m[i][0], step)
         last = m.history["epochs"][-1]

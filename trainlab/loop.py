@@ -87,9 +87,10 @@ def end_epoch(run: Run) -> None:
     run.tally.sync()
     e_loss, e_correct, e_n = run.tally.epoch[0]
     tick = time.perf_counter()
-    val_loss, val_acc = evaluate(
-        run.model, run.preprocess, run.data.val_x, run.data.val_y, cfg.trainer.eval_batch_size
-    )
+    last = cfg.trainer.predictions and step >= run.total_steps  # finish saves these: one pass
+    run.val_probs = [] if last else None
+    val_loss, val_acc = evaluate(run.model, run.preprocess, run.data.val_x, run.data.val_y,
+                                 cfg.trainer.eval_batch_size, probs=run.val_probs)  # fmt: skip
     if math.isfinite(val_acc):
         run.best_val_acc = max(run.best_val_acc, val_acc)
     examples_per_s = e_n / max(run.epoch_train_s, 1e-9)  # training only, not evaluation

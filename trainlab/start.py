@@ -46,9 +46,16 @@ def seed_everything(seed: int) -> None:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, preprocess: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
+    model: nn.Module,
+    preprocess: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    probs: list[torch.Tensor] | None = None,
 ) -> tuple[float, float]:
-    """(mean loss, accuracy) in eval mode; (nan, nan) for an empty split."""
+    """(mean loss, accuracy) in eval mode; (nan, nan) for an empty split. `probs`, if given,
+    receives each batch's softmax probabilities from the same forward pass (what
+    trainlab.ensembles saves): a run's last evaluations also give its predictions."""
     if len(x) == 0:
         return math.nan, math.nan
     was_training = model.training
@@ -59,6 +66,8 @@ def evaluate(
         logits = model(preprocess(x[i : i + batch_size]))
         loss_sum += F.cross_entropy(logits, y[i : i + batch_size], reduction="sum")
         correct += (logits.argmax(1) == y[i : i + batch_size]).sum()
+        if probs is not None:
+            probs.append(logits.float().softmax(1))
     model.train(was_training)
     return loss_sum.item() / len(x), correct.item() / len(x)  # one sync per split
 
