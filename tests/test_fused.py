@@ -108,6 +108,13 @@ def test_fusion_applies_only_to_seed_lr_and_init_differences():
     assert why_not_fusable([compose(["seed=0"]), compose(["seed=1"])]) is None  # stats on
     assert why_not_fusable(configs([0, 1], "model=cnn")) is None
     assert "ema" in why_not_fusable(configs([0, 1], "trainer.ema_decay=0.9"))
+    decays = [compose([*QUIET, *opt, f"regularizer.weight_decay={wd}"])
+              for opt in ([], ["optimizer=adamw"]) for wd in (1e-4, 1e-2)]  # fmt: skip
+    assert why_not_fusable(decays[:2]) is None  # Adam adds weight_decay * param to the gradient
+    assert "decoupled" in why_not_fusable(decays[2:])  # AdamW decays the weights itself
+    assert (
+        why_not_fusable([compose([*QUIET, "optimizer=adamw", f"seed={s}"]) for s in (0, 1)]) is None
+    )
     with pytest.raises(FusionUnsupported):
         train_fused(configs([0, 1], "trainer.ema_decay=0.9"), ["a", "b"])
 
@@ -137,14 +144,18 @@ def test_member_state_dict_is_the_unfused_models_own(tmp_path):
 @pytest.mark.parametrize(
     "optimizer", [["optimizer=momentum"], ["optimizer=adam", "scheduler=cosine"]]
 )
-def test_members_differing_in_lr_and_init_train_as_their_separate_runs(optimizer, tmp_path):
-    values = [("0.01", "0.05", 0), ("0.1", "0.1", 0), ("0.03", "0.02", 1)]  # lr, init std, seed
+def test_members_differing_in_lr_init_and_weight_decay_train_as_their_separate_runs(
+    optimizer, tmp_path
+):
+    values = [("0.01", "0.05", 0, "1e-3"), ("0.1", "0.1", 0, "0.05"), ("0.03", "0.02", 1, "0.0")]
     cfgs = [compose([*QUIET, *optimizer, "trainer.max_steps=12", f"optimizer.lr={lr}",
-                     "init=small_random", f"init.weight.std={std}", f"seed={seed}"])
-            for lr, std, seed in values]  # fmt: skip
+                     "init=small_random", f"init.weight.std={std}", f"seed={seed}",
+                     "regularizer=l2", f"regularizer.weight_decay={wd}"])
+            for lr, std, seed, wd in values]  # fmt: skip
     fused = train_fused(cfgs, [tmp_path / "fused" / str(i) for i in range(3)])
     separate = [train(c, tmp_path / "separate" / str(i)) for i, c in enumerate(cfgs)]
     assert fused[0]["fused"]["lr"] == [0.01, 0.1, 0.03]
+    assert fused[0]["fused"]["weight_decay"] == [1e-3, 0.05, 0.0]
     assert [i["weight"]["std"] for i in fused[0]["fused"]["init"]] == [0.05, 0.1, 0.02]
     for i, (f, s) in enumerate(zip(fused, separate, strict=True)):
         assert f["status"] == s["status"] == "completed"
@@ -160,6 +171,7 @@ def test_members_differing_in_lr_and_init_train_as_their_separate_runs(optimizer
         for f_group, s_group in zip(f_ck["optimizer"]["param_groups"],
                                     s_ck["optimizer"]["param_groups"], strict=True):  # fmt: skip
             assert f_group["lr"] == pytest.approx(s_group["lr"], rel=1e-9)
+            assert f_group["weight_decay"] == s_group["weight_decay"]
             assert f_group["initial_lr"] == pytest.approx(s_group["initial_lr"], rel=1e-9)
         assert f_ck["scheduler"]["base_lrs"] == pytest.approx(s_ck["scheduler"]["base_lrs"])
         assert f_ck["scheduler"]["_last_lr"] == pytest.approx(s_ck["scheduler"]["_last_lr"])

@@ -43,6 +43,9 @@ def test_seed_groups_are_the_jobs_equal_but_for_the_seed():
             ["init.weight.std=2", "+seed=1"], ["a=1"], ["optimizer.lr=0.1", "seed=1"]]  # fmt: skip
     assert seed_groups(jobs) == {0: [0, 5]}  # seeds only
     assert seed_groups(jobs, values=True) == {0: [0, 1, 3, 5], 2: [2, 4]}
+    decays = [["regularizer.weight_decay=1e-4", "seed=0"], ["regularizer.weight_decay=1e-2"],
+              ["regularizer.l1=1e-2", "seed=0"]]  # fmt: skip
+    assert seed_groups(decays) == {} and seed_groups(decays, values=True) == {0: [0, 1]}
 
 
 @pytest.mark.parametrize("fuse", [True, pytest.param(False, marks=pytest.mark.slow)])

@@ -153,6 +153,10 @@ def _set_up(g: Group) -> None:
     others = [p for p in g.model.parameters() if all(p is not w for w in weights)]
     top = max(members, key=lambda m: m.lr_scale).cfg  # the largest lr; all else is alike
     g.optimizer = build.optimizer_from_groups(top, weights, others)
+    decays = [m.cfg.regularizer.weight_decay for m in members]
+    if len(set(decays)) > 1:  # each member's own, added to its rows of the gradient (_step)
+        g.optimizer.param_groups[0]["weight_decay"] = 0.0  # the decayed weights' group
+        g.weight_decays = torch.tensor(decays, device=g.device).view(-1, 1)
     g.scheduler = build.build_scheduler(top, g.optimizer, g.total_steps)
     scales = [m.lr_scale for m in members]
     if any(x != 1.0 for x in scales):
@@ -260,6 +264,8 @@ def _step(g: Group, idx: torch.Tensor, augment, alive: torch.Tensor) -> None:
     objective.backward()
     if monitor:
         monitor.after_backward(g.step)
+    if g.weight_decays is not None:
+        _decay_per_member(g.model.fused_weights(), g.weight_decays)
     if g.lr_scales is None:
         g.optimizer.step()
     else:
@@ -270,6 +276,17 @@ def _step(g: Group, idx: torch.Tensor, augment, alive: torch.Tensor) -> None:
     g.scheduler.step()
     g.step += 1
     g.tally.add(g.step, losses, logits, y)  # summed at the next host sync
+
+
+@torch.no_grad()
+def _decay_per_member(weights: list[torch.Tensor], decays: torch.Tensor) -> None:
+    """grad += weight_decay * param, member k's row with its own weight_decay: what SGD, Adam,
+    RMSprop and AdaGrad do with their group's `weight_decay` before their update (why_not_fusable
+    leaves AdamW's decoupled decay out)."""
+    k = decays.shape[0]
+    for w in weights:
+        if w.grad is not None:
+            w.grad.view(k, -1).add_(w.view(k, -1) * decays)
 
 
 @torch.no_grad()
@@ -290,9 +307,11 @@ def _step_scaled(optimizer: torch.optim.Optimizer, scales: torch.Tensor) -> None
 def _describe(members: list[Member]) -> dict[str, Any]:
     """summary.json's `fused`: the group's size and seeds, and the values that differ."""
     out: dict[str, Any] = {"members": len(members), "seeds": [m.cfg.seed for m in members]}
-    lrs = [m.cfg.optimizer.lr for m in members]
-    if len(set(lrs)) > 1:
-        out["lr"] = lrs
+    for key in ("lr", "weight_decay"):
+        values = [m.cfg.optimizer.lr if key == "lr" else m.cfg.regularizer.weight_decay
+                  for m in members]  # fmt: skip
+        if len(set(values)) > 1:
+            out[key] = values
     for key in ("init", "activation"):
         values = [OmegaConf.to_container(m.cfg[key], resolve=True) for m in members]
         if any(v != values[0] for v in values):

@@ -54,6 +54,8 @@ def member_state(g: Group, k: int, finished: bool) -> dict[str, Any]:
             state["optimizer"]["param_groups"], m.lr_scale
         )
         state["scheduler"] = scale_lrs(state["scheduler"], m.lr_scale)
+    if g.weight_decays is not None:  # its own, as its own run's optimiser holds it
+        state["optimizer"]["param_groups"][0]["weight_decay"] = m.cfg.regularizer.weight_decay
     dropout = g.dropout[k].get_state()
     if g.device.type == "cpu":
         state["rng"]["torch"] = dropout

@@ -23,17 +23,20 @@ def why_not_fusable(cfgs: list[DictConfig]) -> str | None:
     does not depend on the lr (SGD and its momentum buffer, Adam's moments, RMSprop's and
     AdaGrad's sums; decoupled weight decay too), so a member's update is the group's step
     scaled by its lr over the group's largest, under a schedule that multiplies every lr by
-    the same factor (not a cosine with eta_min > 0, not AdaGrad's lr_decay)."""
+    the same factor (not a cosine with eta_min > 0, not AdaGrad's lr_decay). Weight decay
+    per member where the optimiser adds it to the gradient (SGD, Adam, RMSprop, AdaGrad: their
+    `weight_decay * param` term, added per member's row before the group's step); not AdamW's
+    decoupled decay."""
     if len(cfgs) < 2:
         return "fewer than 2 jobs"
-    plain = [plain_config(c, "seed", *VALUE_NODES) for c in cfgs]
-    for p in plain:
-        p.get("optimizer", {}).pop("lr", None)
+    plain = [_without_values(c) for c in cfgs]
     if any(p != plain[0] for p in plain[1:]):
         return f"the jobs differ in more than the seed and {', '.join(VALUES)}"
     own = {(c.seed, *(str(OmegaConf.select(c, k)) for k in VALUES)) for c in cfgs}
     if len(own) < len(cfgs):
         return "two jobs share a seed"
+    if len({c.regularizer.weight_decay for c in cfgs}) > 1 and decoupled_decay(cfgs[0]):
+        return "regularizer.weight_decay differs under decoupled weight decay (AdamW)"
     if len({c.optimizer.lr for c in cfgs}) > 1:
         if cfgs[0].scheduler.main.get("eta_min"):
             return "optimizer.lr differs under scheduler.main.eta_min > 0 (not a common factor)"
@@ -71,6 +74,7 @@ def fusable_parts(cfgs: list[DictConfig]) -> list[list[int]]:
         if key not in valid:
             valid[key] = _valid(cfg)
         plain.get("optimizer", {}).pop("lr", None)
+        plain.get("regularizer", {}).pop("weight_decay", None)
         shape_key = repr(plain)
         if valid[key] and shape_key not in shapes:
             shapes[shape_key] = _layers(cfg)
@@ -123,6 +127,21 @@ def _layers(cfg: DictConfig) -> tuple | None:
         for name, m in model.named_modules()
         if any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(False))
     )
+
+
+def decoupled_decay(cfg: DictConfig) -> bool:
+    """The optimiser decays the weights itself (AdamW, or Adam's decoupled_weight_decay)
+    rather than adding weight_decay * param to the gradient."""
+    target = str(cfg.optimizer.get("_target_", ""))
+    return target.endswith("AdamW") or bool(cfg.optimizer.get("decoupled_weight_decay"))
+
+
+def _without_values(cfg: DictConfig) -> dict:
+    """The resolved config without its seed and the values a member may hold (VALUES)."""
+    plain = plain_config(cfg, "seed", *VALUE_NODES)
+    plain.get("optimizer", {}).pop("lr", None)
+    plain.get("regularizer", {}).pop("weight_decay", None)
+    return plain
 
 
 def seed_only(cfgs: list[DictConfig]) -> list[list[int]]:

@@ -68,6 +68,7 @@ class Group:
     tally: target.Tally = None  # each member's curve sums and steps to target
     lr: float = math.nan  # the lr the last step used, at the group's largest optimizer.lr
     lr_scales: Tensor | None = None  # (K, 1) each member's lr over that; None: all alike
+    weight_decays: Tensor | None = None  # (K, 1) each member's own; None: all alike
     clock: float = field(default_factory=time.perf_counter)
     train_time: float = 0.0  # training steps
     eval_time: float = 0.0  # validation, final metrics, predictions (as a run's eval_time_s)

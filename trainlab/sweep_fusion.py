@@ -22,7 +22,11 @@ from trainlab.fastconf import without_hydra
 log = logging.getLogger("trainlab")
 SEED_KEYS = ("seed", "+seed", "++seed")
 VALUE_NODES = ("init", "activation", "pair", "augmentation", "preprocess")  # pair: act + init
-VALUES = ("optimizer.lr", *VALUE_NODES)  # may differ within a group (fused_plan.why_not_fusable)
+VALUES = (
+    "optimizer.lr",
+    "regularizer.weight_decay",
+    *VALUE_NODES,
+)  # may differ within a group (fused_plan.why_not_fusable)
 _GROUP: ContextVar[list[DictConfig] | None] = ContextVar("trainlab_fused_group", default=None)
 TRAINED: set[Path] = set()  # job directories this process trained as members of a group
 
@@ -31,7 +35,7 @@ def seed_groups(
     job_overrides: Sequence[Sequence[str]], values: bool = False
 ) -> dict[int, list[int]]:
     """{index of a group's first job: indices of every job of the group} for groups of >= 2:
-    the jobs whose overrides are equal but for the seed and, with `values`, the VALUES (lr,
+    the jobs whose overrides are equal but for the seed and, with `values`, the VALUES (lr, weight decay,
     init, activation; whether and how they fuse is decided on the configs: fused_plan.py)."""
     groups: dict[tuple[str, ...], list[int]] = {}
     for i, overrides in enumerate(job_overrides):
