@@ -58,6 +58,19 @@ def test_derived_config_equals_a_full_composition(cache, overrides, kind):
         assert derived is type(err)
 
 
+def test_values_inside_a_chosen_group_derive(cache):
+    """optimizer.lr beside optimizer=momentum (each job of a sweep over optimizers and lrs)
+    is derived from another job of that optimizer; another optimizer is composed."""
+    _yaml(["optimizer=momentum", "optimizer.lr=0.1", "seed=0"])
+    jobs = [["optimizer=momentum", "optimizer.lr=0.01", "seed=1"],
+            ["seed=2", "optimizer.lr=0.3", "optimizer=momentum"],
+            ["optimizer=adam", "optimizer.lr=0.01", "seed=1"]]  # fmt: skip
+    derived = [_yaml(job) for job in jobs]
+    assert sum(len(v) for v in cache.values()) == 2  # momentum once, adam once
+    compose_cache.uninstall()
+    assert derived == [_yaml(job) for job in jobs]
+
+
 def test_a_sweeps_own_config_is_composed_once(cache):
     """Hydra composes the sweep's config twice (`get_mode`, then `multirun` with
     hydra.mode=MULTIRUN); the second is derived and equals its full composition."""

@@ -201,11 +201,27 @@ def _changed_values(loader: ConfigLoaderImpl, seen: _Composed, now: dict[str, Ov
         ):
             return None
         if key.startswith(NOT_DERIVED) or any(
-            k != key and (k.startswith(key + ".") or key.startswith(k + ".")) for k in now
+            k != key
+            and (k.startswith(key + ".") or key.startswith(k + "."))
+            and not _same_choice(k, seen, now)
+            for k in now
         ):
             return None
         changed.append(o)
     return changed
+
+
+def _same_choice(key: str, seen: _Composed, now: dict[str, Override]) -> bool:
+    """`key` chooses a config group's option, the same in both: a value inside that group
+    (`optimizer.lr` beside `optimizer=momentum`) is applied after the defaults are composed,
+    as Hydra applies it, whatever the order on the command line."""
+    before = seen.overrides.get(key)
+    return (
+        key in seen.choices
+        and before is not None
+        and before.input_line == now[key].input_line
+        and _choice(now[key])
+    )
 
 
 def _choice(o: Override) -> bool:
