@@ -119,6 +119,20 @@ def test_fusion_applies_only_to_seed_lr_and_init_differences():
         train_fused(configs([0, 1], "trainer.ema_decay=0.9"), ["a", "b"])
 
 
+def test_members_fit_each_preprocessing_once_and_get_their_own_copy():
+    cfgs = configs([0, 1], "preprocess=zca") + configs([2], "preprocess=standardize")
+    fitted: dict = {}
+    got = [prepare(c, fitted) for c in cfgs]
+    assert len(fitted) == 2  # zca once for both seeds, standardize once
+    assert got[0][2] is not got[1][2]  # each member its own module
+    for cfg, (_, _, preprocess, model) in zip(cfgs, got, strict=True):
+        _, _, alone, alone_model = prepare(cfg)  # as its own run fits it and draws its init
+        for a, b in zip(preprocess.state_dict().values(), alone.state_dict().values(), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        for a, b in zip(model.parameters(), alone_model.parameters(), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_layers_with_buffers_other_than_batch_norm_have_no_fused_form():
     models = [prepare(c)[3] for c in configs([0, 1])]
     for m in models:

@@ -87,9 +87,9 @@ def train_fused(cfgs: list[DictConfig], run_dirs: list[str | Path],
     try:
         if cfgs[0].threads:
             torch.set_num_threads(cfgs[0].threads)
-        dropout, own = [], []
+        dropout, own, fitted = [], [], {}
         for m in members:  # each member drawn exactly as its own run draws it
-            device, data, m.preprocess, m.model = prepare(m.cfg)
+            device, data, m.preprocess, m.model = prepare(m.cfg, fitted)
             dropout.append(_global_rng(device))  # what its run's dropout draws from next
             own.append(OmegaConf.to_container(m.cfg.preprocess, resolve=True))
         preprocess = members[0].preprocess if all(o == own[0] for o in own) else None

@@ -3,13 +3,14 @@ or a resume from a checkpoint (trainlab.train calls these, top to bottom)."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from trainlab import (
@@ -72,19 +73,32 @@ def evaluate(
     return loss_sum.item() / len(x), correct.item() / len(x)  # one sync per split
 
 
-def prepare(cfg: DictConfig) -> tuple[torch.device, Splits, nn.Module, nn.Module]:
-    """Device, data on it, preprocessing fitted on the train split, the initialised model."""
+def prepare(cfg: DictConfig, fitted: dict | None = None
+            ) -> tuple[torch.device, Splits, nn.Module, nn.Module]:  # fmt: skip
+    """Device, data on it, preprocessing fitted on the train split, the initialised model.
+    `fitted` (a fused group's members, trainlab.fused): each preprocessing config fitted once
+    on the data and kept there; a member gets its own copy (fitting draws no random numbers,
+    so its init is drawn as before)."""
     device = resolve_device(cfg.device)
     pretrained = transfer.pretrained_path(cfg)  # may train the cached source model: before seeding
     seed_everything(cfg.seed)
     data = load_data(cfg.data).to(device)
     validate_data(cfg, data.in_shape, len(data.train_x))
-    preprocess = build.build_preprocess(cfg).to(device).fit(data.train_x)
+    preprocess = _fitted(cfg, device, data, fitted)
     model = build.build_model(cfg, data.in_shape, data.num_classes).to(device)
     transfer.apply(cfg, model, preprocess, pretrained)
     if model.layout == "spatial":
         model = model.to(memory_format=torch.channels_last)  # ~1.7x faster convs on CPU (oneDNN)
     return device, data, preprocess, model
+
+
+def _fitted(cfg: DictConfig, device: torch.device, data: Splits, memo: dict | None) -> nn.Module:
+    if memo is None:
+        return build.build_preprocess(cfg).to(device).fit(data.train_x)
+    key = (OmegaConf.to_yaml(cfg.preprocess, resolve=True), id(data.train_x))
+    if key not in memo:
+        memo[key] = build.build_preprocess(cfg).to(device).fit(data.train_x)
+    return copy.deepcopy(memo[key])
 
 
 def set_up(run: Run) -> None:
